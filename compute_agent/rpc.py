@@ -1,0 +1,69 @@
+"""Server side of the RPC wire: transport, topics and the tracked server."""
+
+import oslo_messaging
+from oslo_messaging.rpc import dispatcher as rpc_dispatcher
+from oslo_messaging.rpc import server as rpc_server
+
+TOPIC = 'compute'
+ALT_TOPIC = 'compute-alt'
+DEFAULT_EXCHANGE = 'compute_agent'
+
+
+def set_defaults():
+    oslo_messaging.set_transport_defaults(control_exchange=DEFAULT_EXCHANGE)
+
+
+def get_transport(conf):
+    return oslo_messaging.get_rpc_transport(conf)
+
+
+class TrackedRPCServer(rpc_server.RPCServer):
+    """An RPC server that registers each request with an in-flight tracker.
+
+    The rabbit driver acknowledges a request the moment it is consumed, and
+    ``stop()`` returns only after the polling thread has handed every
+    consumed request to ``_on_incoming``. Registering the request there, on
+    the polling thread and before a worker picks it up, means that once
+    ``stop()`` has returned the tracker knows every request this server
+    will ever run: the drain can wait on the tracker alone and skip the
+    listener's slow ``wait()``.
+    """
+
+    def __init__(self, transport, target, dispatcher, tracker):
+        super().__init__(transport, target, dispatcher, executor='threading')
+        self._tracker = tracker
+
+    def _on_incoming(self, incoming):
+        for message in incoming:
+            token = self._tracker.start(
+                topic=self._target.topic,
+                method=message.message.get('method', '?'),
+                instance_uuid=_instance_uuid_of(message.message),
+                request_id=(message.ctxt or {}).get('request_id'))
+            self._work_executor.submit(self._process_tracked, message, token)
+
+    def _process_tracked(self, message, token):
+        try:
+            self._process_incoming([message])
+        finally:
+            self._tracker.end(token)
+
+
+def _instance_uuid_of(payload):
+    args = payload.get('args') or {}
+    if not isinstance(args, dict):
+        return None
+    if isinstance(args.get('instance_uuid'), str):
+        return args['instance_uuid']
+    instance = args.get('instance')
+    if isinstance(instance, dict) and isinstance(instance.get('uuid'), str):
+        return instance['uuid']
+    return None
+
+
+def create_server(transport, topic, host, endpoints, tracker):
+    target = oslo_messaging.Target(topic=topic, server=host)
+    dispatcher = rpc_dispatcher.RPCDispatcher(
+        endpoints, oslo_messaging.NoOpSerializer(),
+        rpc_dispatcher.DefaultRPCAccessPolicy)
+    return TrackedRPCServer(transport, target, dispatcher, tracker)

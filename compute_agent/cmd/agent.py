@@ -1,0 +1,61 @@
+"""compute-agent: the daemon. Run by systemd as ``compute-agent
+--config-file /etc/compute-agent/compute-agent.conf``.
+
+Signals (handled by oslo.service's launcher, which runs Service.stop):
+  SIGTERM  drain: stop taking new work, finish work in flight, exit 0;
+           a second SIGTERM during the drain is ignored.
+  SIGINT   exit at once with status 1, without draining. Guests keep
+           running; operations cut short are reconciled at the next start.
+  SIGHUP   ignored during a drain; otherwise oslo.service's default.
+"""
+
+import os
+import sys
+
+from oslo_log import log as logging
+from oslo_service import service as oslo_service
+
+from compute_agent import conf as agent_conf
+from compute_agent import db
+from compute_agent import manager
+from compute_agent import rpc
+from compute_agent import service
+from compute_agent import tracker
+from compute_agent.virt.libvirt import driver as libvirt_driver
+
+LOG = logging.getLogger(__name__)
+CONF = agent_conf.CONF
+
+
+def build_service(conf):
+    os.makedirs(conf.state_path, exist_ok=True)
+    driver = libvirt_driver.LibvirtDriver(
+        conf.libvirt.connection_uri, conf.libvirt.virt_type,
+        conf.state_path)
+    LOG.info("compute-agent starting as host %s on %s", conf.host,
+             conf.libvirt.connection_uri)
+    compute_manager = manager.ComputeManager(
+        host=conf.host, driver=driver,
+        database=db.Database(os.path.join(conf.state_path, 'agent.sqlite')),
+        default_shutdown_timeout=conf.shutdown_timeout,
+        shutdown_retry_interval=conf.compute.shutdown_retry_interval)
+    return service.Service(conf, compute_manager, rpc.get_transport(conf),
+                           tracker.InFlightTracker())
+
+
+def main(argv=None):
+    logging.register_options(CONF)
+    rpc.set_defaults()
+    CONF(sys.argv[1:] if argv is None else argv, project='compute-agent')
+    logging.setup(CONF, 'compute-agent')
+    try:
+        agent = build_service(CONF)
+    except Exception as error:
+        LOG.error('compute-agent cannot start: %s', error)
+        return 1
+    launcher = oslo_service.launch(CONF, agent, workers=1, no_fork=True)
+    return launcher.wait()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Local state: instance records in a SQLite file under state_path.
+
+Records are handed around as plain dicts in the wire contract's shape, so
+nothing outside this module sees SQLAlchemy objects. State changes that
+start an operation are compare-and-swap updates on ``task_state``: two
+requests racing for one instance cannot both win.
+"""
+
+import datetime
+import os
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+ANY = object()
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+class Instance(Base):
+    __tablename__ = 'instances'
+
+    uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36),
+                                              primary_key=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    host: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    vm_state: orm.Mapped[str] = orm.mapped_column(sa.String(32))
+    task_state: orm.Mapped[str | None] = orm.mapped_column(sa.String(32))
+    power_state: orm.Mapped[str] = orm.mapped_column(sa.String(32))
+    vcpus: orm.Mapped[int]
+    memory_mb: orm.Mapped[int]
+    image: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+    last_power_off: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
+    created_at: orm.Mapped[datetime.datetime]
+    updated_at: orm.Mapped[datetime.datetime]
+
+    def to_primitive(self):
+        return {
+            'uuid': self.uuid,
+            'name': self.name,
+            'host': self.host,
+            'vm_state': self.vm_state,
+            'task_state': self.task_state,
+            'power_state': self.power_state,
+            'flavor': {'vcpus': self.vcpus, 'memory_mb': self.memory_mb},
+            'image': self.image,
+            'last_power_off': self.last_power_off,
+        }
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class Database:
+    def __init__(self, path):
+        if path != ':memory:':
+            os.makedirs(os.path.dirname(os.path.abspath(path)),
+                        exist_ok=True)
+        self._engine = sa.create_engine(
+            f'sqlite:///{path}',
+            connect_args={'check_same_thread': False, 'timeout': 30})
+        Base.metadata.create_all(self._engine)
+        self._session = orm.sessionmaker(self._engine,
+                                         expire_on_commit=False)
+
+    def create_instance(self, **values):
+        """Insert a record; False when the uuid is already taken."""
+        now = _now()
+        with self._session.begin() as session:
+            if session.get(Instance, values['uuid']) is not None:
+                return None
+            record = Instance(created_at=now, updated_at=now, **values)
+            session.add(record)
+            session.flush()
+            return record.to_primitive()
+
+    def get_instance(self, uuid):
+        with self._session() as session:
+            record = session.get(Instance, uuid)
+            return record.to_primitive() if record else None
+
+    def list_instances(self, host, include_deleted=False):
+        query = sa.select(Instance).where(Instance.host == host)
+        if not include_deleted:
+            query = query.where(Instance.vm_state != 'deleted')
+        with self._session() as session:
+            records = session.scalars(query.order_by(Instance.created_at))
+            return [record.to_primitive() for record in records]
+
+    def list_interrupted(self, host):
+        """Records an earlier process left in the middle of an operation."""
+        query = sa.select(Instance).where(Instance.host == host,
+                                          Instance.task_state.is_not(None))
+        with self._session() as session:
+            return [r.to_primitive() for r in session.scalars(query)]
+
+    def update_instance(self, uuid, expected_task_state=ANY, **values):
+        """Update a record; None when it is gone or the task state moved.
+
+        With expected_task_state given, the update happens only if the
+        record's task_state still has that value (None included).
+        """
+        query = sa.update(Instance).where(Instance.uuid == uuid)
+        if expected_task_state is not ANY:
+            query = query.where(
+                Instance.task_state.is_(None) if expected_task_state is None
+                else Instance.task_state == expected_task_state)
+        values['updated_at'] = _now()
+        with self._session.begin() as session:
+            if session.execute(query.values(**values)).rowcount != 1:
+                return None
+            return session.get(Instance, uuid).to_primitive()

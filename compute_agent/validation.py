@@ -1,0 +1,122 @@
+"""Checks on request arguments. Each raises InvalidInput with a message
+that names the argument, what was given and what is accepted."""
+
+import uuid as uuidlib
+
+from compute_agent import exception
+
+REBOOT_TYPES = ('SOFT', 'HARD')
+_BUILD_KEYS = {'uuid', 'name', 'vcpus', 'memory_mb', 'image'}
+_IMAGE_KEYS = {'id', 'properties', 'kernel', 'ramdisk', 'cmdline', 'disk'}
+MAX_NAME_LENGTH = 255
+MIN_MEMORY_MB = 16
+
+
+def _invalid(reason):
+    return exception.InvalidInput(reason=reason)
+
+
+def instance_uuid(value, argument='instance_uuid'):
+    if not isinstance(value, str):
+        raise _invalid(f'{argument} must be a UUID string, got '
+                       f'{type(value).__name__} {value!r}')
+    try:
+        parsed = uuidlib.UUID(value)
+    except ValueError:
+        raise _invalid(f'{argument} {value!r} is not a UUID')
+    return str(parsed)
+
+
+def boolean(value, argument):
+    if not isinstance(value, bool):
+        raise _invalid(f'{argument} must be true or false, got {value!r}')
+    return value
+
+
+def optional_timeout(value, argument='shutdown_timeout'):
+    """None (use the image or config value) or a whole number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f'{argument} must be a whole number of seconds, got '
+                       f'{value!r}')
+    if value < 0:
+        raise _invalid(f'{argument} must be 0 or more seconds, got {value}')
+    return value
+
+
+def reboot_type(value):
+    if value not in REBOOT_TYPES:
+        raise _invalid(f'reboot_type must be one of {", ".join(REBOOT_TYPES)}'
+                       f', got {value!r}')
+    return value
+
+
+def _positive_int(spec, key):
+    value = spec.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _invalid(f'instance.{key} must be a positive integer, got '
+                       f'{value!r}')
+    return value
+
+
+def build_request(spec):
+    """Validate build_and_run_instance's instance argument; return a copy
+    with defaults filled in."""
+    if not isinstance(spec, dict):
+        raise _invalid(f'instance must be an object, got '
+                       f'{type(spec).__name__}')
+    unknown = set(spec) - _BUILD_KEYS
+    missing = _BUILD_KEYS - set(spec)
+    if unknown:
+        raise _invalid(f'instance has unknown field(s) '
+                       f'{", ".join(sorted(unknown))}; accepted: '
+                       f'{", ".join(sorted(_BUILD_KEYS))}')
+    if missing:
+        raise _invalid(f'instance lacks field(s) '
+                       f'{", ".join(sorted(missing))}')
+    name = spec['name']
+    if not isinstance(name, str) or not name.strip() or \
+            len(name) > MAX_NAME_LENGTH:
+        raise _invalid(f'instance.name must be a non-empty string of at most '
+                       f'{MAX_NAME_LENGTH} characters, got {name!r}')
+    memory_mb = _positive_int(spec, 'memory_mb')
+    if memory_mb < MIN_MEMORY_MB:
+        raise _invalid(f'instance.memory_mb must be at least {MIN_MEMORY_MB}'
+                       f', got {memory_mb}')
+    return {
+        'uuid': instance_uuid(spec['uuid'], 'instance.uuid'),
+        'name': name,
+        'vcpus': _positive_int(spec, 'vcpus'),
+        'memory_mb': memory_mb,
+        'image': _image(spec['image']),
+    }
+
+
+def _image(image):
+    if not isinstance(image, dict):
+        raise _invalid('instance.image must be an object with "id" and '
+                       '"properties"')
+    unknown = set(image) - _IMAGE_KEYS
+    if unknown:
+        raise _invalid(f'instance.image has unknown field(s) '
+                       f'{", ".join(sorted(unknown))}; accepted: '
+                       f'{", ".join(sorted(_IMAGE_KEYS))}')
+    if not isinstance(image.get('id'), str) or not image['id']:
+        raise _invalid('instance.image.id must be a non-empty string')
+    properties = image.get('properties', {})
+    if not isinstance(properties, dict) or not all(
+            isinstance(key, str) for key in properties):
+        raise _invalid('instance.image.properties must be an object')
+    for key in ('kernel', 'ramdisk', 'cmdline', 'disk'):
+        if key in image and not isinstance(image[key], str):
+            raise _invalid(f'instance.image.{key} must be a string')
+    if ('kernel' in image) != ('ramdisk' in image):
+        raise _invalid('instance.image.kernel and instance.image.ramdisk '
+                       'go together')
+    if 'disk' in image and 'kernel' in image:
+        raise _invalid('instance.image takes either kernel+ramdisk or disk, '
+                       'not both')
+    if 'cmdline' in image and 'kernel' not in image:
+        raise _invalid('instance.image.cmdline needs kernel and ramdisk')
+    return dict(image, properties=dict(properties))

@@ -1,0 +1,69 @@
+"""The hypervisor interface the manager depends on.
+
+Drivers take plain values (no configuration object) and name guests by
+instance uuid. Power states use the wire contract's words.
+"""
+
+import abc
+import dataclasses
+
+RUNNING = 'running'
+SHUTDOWN = 'shutdown'
+PAUSED = 'paused'
+CRASHED = 'crashed'
+NOSTATE = 'nostate'
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerOffResult:
+    """What a power-off did: ``result`` is 'clean' when the guest went off
+    by itself, 'forced' when it was destroyed; ``method`` says how the off
+    state came about ('acpi', 'destroy' or 'already-off')."""
+
+    requested: str
+    result: str
+    method: str
+    seconds: float
+    timeout: int
+    shutdown_requests: int = 0
+
+    def to_record(self):
+        return {'requested': self.requested, 'result': self.result,
+                'seconds': round(self.seconds, 3), 'timeout': self.timeout,
+                'method': self.method}
+
+
+class ComputeDriver(abc.ABC):
+    @abc.abstractmethod
+    def init_host(self, host):
+        """Connect to the hypervisor; called once before serving."""
+
+    @abc.abstractmethod
+    def check_image(self, image):
+        """Raise InvalidInput when this host cannot boot the image."""
+
+    @abc.abstractmethod
+    def spawn(self, instance_uuid, name, vcpus, memory_mb, image):
+        """Define the guest and start it."""
+
+    @abc.abstractmethod
+    def power_on(self, instance_uuid):
+        """Start a defined guest that is off."""
+
+    @abc.abstractmethod
+    def power_off(self, instance_uuid, clean, timeout, retry_interval):
+        """Power the guest off; return a PowerOffResult.
+
+        With clean=True the guest is asked to shut down, the request is
+        re-sent every retry_interval seconds, and the guest is destroyed
+        when it is still on after timeout seconds. With clean=False it is
+        destroyed at once.
+        """
+
+    @abc.abstractmethod
+    def delete(self, instance_uuid):
+        """Remove the (powered-off) guest's definition and files."""
+
+    @abc.abstractmethod
+    def get_power_state(self, instance_uuid):
+        """One of the power-state words; NOSTATE when it is not defined."""

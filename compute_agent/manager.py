@@ -13,7 +13,6 @@ import time
 
 import oslo_messaging
 
-from compute_agent import db as agent_db
 from compute_agent import exception
 from compute_agent import power_policy
 from compute_agent import validation

@@ -1,4 +1,4 @@
-"""[DEFAULT] options owned by the agent, plus oslo.service's shutdown timeout."""
+"""[DEFAULT] options of the agent, plus oslo.service's shutdown timeout."""
 
 import socket
 

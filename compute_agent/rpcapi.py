@@ -1,0 +1,162 @@
+"""Client side of the compute RPC API.
+
+API version history (the endpoint's target version and SERVICE_VERSION
+move with it; a unit test keeps the three in step):
+
+* 1.0 - One server on topic ``compute``: get_service_status,
+  list_instances, get_instance, build_and_run_instance, start_instance,
+  stop_instance(clean_shutdown, shutdown_timeout), reboot_instance,
+  terminate_instance(clean_shutdown, shutdown_timeout). SERVICE_VERSION 1.
+* 1.1 - The agent also serves topic ``compute-alt`` (same methods), which
+  carries the continuation of work already started so that it can finish
+  while the agent drains; get_service_status answers on both topics.
+  SERVICE_VERSION 2.
+
+A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
+the version sent (``auto`` asks each agent for its own), and a request
+meant for ``compute-alt`` goes to ``compute`` when the peer is older than
+1.1, with a log line saying so.
+"""
+
+import logging
+import threading
+import time
+import uuid
+
+import oslo_messaging
+
+LOG = logging.getLogger(__name__)
+
+VERSION = '1.1'
+EXCHANGE = 'compute_agent'
+TOPIC = 'compute'
+ALT_TOPIC = 'compute-alt'
+ALT_TOPIC_MIN_VERSION = '1.1'
+# What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
+SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1'}
+AUTO_PIN_CACHE_SECONDS = 300
+# A power operation may take the whole shutdown timeout and then some.
+POWER_CALL_MARGIN = 60
+DEFAULT_POWER_TIMEOUT = 300
+
+
+def _versions(text):
+    return tuple(int(part) for part in text.split('.'))
+
+
+def new_context():
+    return {'request_id': f'req-{uuid.uuid4()}'}
+
+
+class ComputeAPI:
+    def __init__(self, transport, version_pin=None, clock=time.monotonic):
+        self._transport = transport
+        self._pin = version_pin
+        self._clock = clock
+        self._auto_caps = {}
+        self._auto_lock = threading.Lock()
+
+    # -- routing --------------------------------------------------------
+
+    def version_cap(self, host):
+        """The newest version this client may send to host."""
+        if not self._pin:
+            return VERSION
+        if self._pin != 'auto':
+            return self._pin
+        with self._auto_lock:
+            cached = self._auto_caps.get(host)
+            if cached and cached[1] > self._clock():
+                return cached[0]
+        status = self._client(host, TOPIC, '1.0', timeout=30).call(
+            new_context(), 'get_service_status')
+        cap = SERVICE_VERSION_TO_RPC.get(status.get('service_version'),
+                                         VERSION)
+        if _versions(cap) > _versions(VERSION):
+            cap = VERSION
+        with self._auto_lock:
+            self._auto_caps[host] = (cap, self._clock() +
+                                     AUTO_PIN_CACHE_SECONDS)
+        return cap
+
+    def _client(self, host, topic, version, timeout=None):
+        target = oslo_messaging.Target(exchange=EXCHANGE, topic=topic,
+                                       server=host, version=version)
+        return oslo_messaging.get_rpc_client(self._transport, target,
+                                             timeout=timeout)
+
+    def _prepare(self, host, version, timeout=None):
+        cap = self.version_cap(host)
+        if _versions(version) > _versions(cap):
+            raise oslo_messaging.RPCVersionCapError(version=version,
+                                                    version_cap=cap)
+        return self._client(host, TOPIC, version, timeout)
+
+    def prepare_for_alt_rpcserver(self, host, version, timeout=None):
+        """A client for work that continues something already started:
+        topic compute-alt, or compute when the peer predates it."""
+        cap = self.version_cap(host)
+        if _versions(cap) >= _versions(ALT_TOPIC_MIN_VERSION):
+            return self._client(host, ALT_TOPIC, version, timeout)
+        LOG.info('Host %s speaks compute RPC %s, older than %s: sending to '
+                 'topic %s instead of %s', host, cap, ALT_TOPIC_MIN_VERSION,
+                 TOPIC, ALT_TOPIC)
+        return self._client(host, TOPIC, min(version, cap, key=_versions),
+                            timeout)
+
+    @staticmethod
+    def _power_timeout(shutdown_timeout):
+        base = DEFAULT_POWER_TIMEOUT if shutdown_timeout is None \
+            else shutdown_timeout
+        return base + POWER_CALL_MARGIN
+
+    # -- methods --------------------------------------------------------
+
+    def get_service_status(self, ctxt, host, alt=False):
+        if alt:
+            client = self.prepare_for_alt_rpcserver(host, '1.1')
+        else:
+            client = self._prepare(host, '1.0')
+        return client.call(ctxt, 'get_service_status')
+
+    def list_instances(self, ctxt, host):
+        return self._prepare(host, '1.0').call(ctxt, 'list_instances')
+
+    def get_instance(self, ctxt, host, instance_uuid):
+        return self._prepare(host, '1.0').call(
+            ctxt, 'get_instance', instance_uuid=instance_uuid)
+
+    def build_and_run_instance(self, ctxt, host, instance, timeout=None):
+        return self._prepare(host, '1.0', timeout).call(
+            ctxt, 'build_and_run_instance', instance=instance)
+
+    def start_instance(self, ctxt, host, instance_uuid):
+        return self._prepare(host, '1.0').call(
+            ctxt, 'start_instance', instance_uuid=instance_uuid)
+
+    def stop_instance(self, ctxt, host, instance_uuid, clean_shutdown=True,
+                      shutdown_timeout=None, timeout=None):
+        client = self._prepare(
+            host, '1.0', timeout or self._power_timeout(shutdown_timeout))
+        return client.call(ctxt, 'stop_instance',
+                           instance_uuid=instance_uuid,
+                           clean_shutdown=clean_shutdown,
+                           shutdown_timeout=shutdown_timeout)
+
+    def reboot_instance(self, ctxt, host, instance_uuid, reboot_type='SOFT',
+                        timeout=None):
+        client = self._prepare(host, '1.0',
+                               timeout or self._power_timeout(None))
+        return client.call(ctxt, 'reboot_instance',
+                           instance_uuid=instance_uuid,
+                           reboot_type=reboot_type)
+
+    def terminate_instance(self, ctxt, host, instance_uuid,
+                           clean_shutdown=True, shutdown_timeout=None,
+                           timeout=None):
+        client = self._prepare(
+            host, '1.0', timeout or self._power_timeout(shutdown_timeout))
+        return client.call(ctxt, 'terminate_instance',
+                           instance_uuid=instance_uuid,
+                           clean_shutdown=clean_shutdown,
+                           shutdown_timeout=shutdown_timeout)

@@ -1,0 +1,286 @@
+"""ComputeManager against a fake driver and a temporary SQLite file."""
+
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+
+import oslo_messaging
+import testtools
+
+from compute_agent import db
+from compute_agent import exception
+from compute_agent import manager
+from tests.unit import fakes
+
+HOST = 'host-a'
+
+
+def build_spec(**overrides):
+    spec = {'uuid': str(uuid.uuid4()), 'name': 'vm-1', 'vcpus': 1,
+            'memory_mb': 128, 'image': {'id': 'img-1', 'properties': {}}}
+    spec.update(overrides)
+    return spec
+
+
+class FakeService:
+    def status(self):
+        return {'state': 'running', 'in_flight': [],
+                'graceful_shutdown_timeout': 180}
+
+
+class ManagerTestCase(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.state_dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.state_dir, True)
+        self.db_path = os.path.join(self.state_dir, 'agent.sqlite')
+        self.driver = fakes.FakeDriver()
+        self.manager = self._new_manager()
+        self.ctxt = {'request_id': 'req-test'}
+
+    def _new_manager(self, default_timeout=60):
+        compute = manager.ComputeManager(
+            host=HOST, driver=self.driver,
+            database=db.Database(self.db_path),
+            default_shutdown_timeout=default_timeout,
+            shutdown_retry_interval=10)
+        compute.init_host(FakeService())
+        return compute
+
+    def boot(self, **overrides):
+        return self.manager.build_and_run_instance(
+            self.ctxt, build_spec(**overrides))
+
+    def assertRaises(self, exc_class, call, *args, **kwargs):
+        """Errors cross RPC as declared expected exceptions: unwrap them,
+        which also checks that each one is declared."""
+        try:
+            call(*args, **kwargs)
+        except oslo_messaging.ExpectedException as wrapped:
+            error = wrapped.exc_info[1]
+        else:
+            self.fail(f'{call.__name__} raised nothing')
+        self.assertIsInstance(error, exc_class)
+        return error
+
+    def assertUnchanged(self, before):
+        self.assertEqual(before, self.manager.get_instance(
+            self.ctxt, before['uuid']))
+
+
+class LifecycleTest(ManagerTestCase):
+    def test_build_returns_active_record_in_contract_shape(self):
+        record = self.boot(name='web')
+        self.assertEqual(
+            {'uuid', 'name', 'host', 'vm_state', 'task_state',
+             'power_state', 'flavor', 'image', 'last_power_off'},
+            set(record))
+        self.assertEqual(('active', 'running', None, HOST),
+                         (record['vm_state'], record['power_state'],
+                          record['task_state'], record['host']))
+        self.assertEqual({'vcpus': 1, 'memory_mb': 128}, record['flavor'])
+
+    def test_stop_start_reboot_delete(self):
+        uuid_ = self.boot()['uuid']
+        stopped = self.manager.stop_instance(self.ctxt, uuid_)
+        self.assertEqual(('stopped', 'shutdown'),
+                         (stopped['vm_state'], stopped['power_state']))
+        self.assertEqual({'requested': 'clean', 'result': 'clean',
+                          'seconds': 0.5, 'timeout': 60, 'method': 'acpi'},
+                         stopped['last_power_off'])
+        started = self.manager.start_instance(self.ctxt, uuid_)
+        self.assertEqual('active', started['vm_state'])
+        rebooted = self.manager.reboot_instance(self.ctxt, uuid_, 'HARD')
+        self.assertEqual('forced', rebooted['last_power_off']['result'])
+        self.assertEqual('running', rebooted['power_state'])
+        deleted = self.manager.terminate_instance(self.ctxt, uuid_)
+        self.assertEqual(('deleted', 'nostate'),
+                         (deleted['vm_state'], deleted['power_state']))
+        self.assertNotIn(uuid_, self.driver.guests)
+        self.assertEqual([], self.manager.list_instances(self.ctxt))
+
+    def test_forced_stop_destroys(self):
+        uuid_ = self.boot()['uuid']
+        record = self.manager.stop_instance(self.ctxt, uuid_,
+                                            clean_shutdown=False)
+        self.assertEqual(('forced', 'forced'),
+                         (record['last_power_off']['requested'],
+                          record['last_power_off']['result']))
+        self.assertEqual((uuid_, False, 0, 10),
+                         self.driver.power_off_calls[-1])
+
+    def test_timeout_precedence_reaches_the_driver(self):
+        uuid_ = self.boot(image={'id': 'i', 'properties': {
+            'os_shutdown_timeout': '25'}})['uuid']
+        self.manager.stop_instance(self.ctxt, uuid_)
+        self.assertEqual(25, self.driver.power_off_calls[-1][2])
+        self.manager.start_instance(self.ctxt, uuid_)
+        self.manager.stop_instance(self.ctxt, uuid_, shutdown_timeout=5)
+        self.assertEqual(5, self.driver.power_off_calls[-1][2])
+
+    def test_ignoring_guest_is_recorded_as_forced(self):
+        uuid_ = self.boot()['uuid']
+        self.driver.guests[uuid_]['ignores_acpi'] = True
+        record = self.manager.stop_instance(self.ctxt, uuid_)
+        self.assertEqual(('clean', 'forced'),
+                         (record['last_power_off']['requested'],
+                          record['last_power_off']['result']))
+
+    def test_soft_reboot_is_a_clean_power_cycle(self):
+        uuid_ = self.boot()['uuid']
+        record = self.manager.reboot_instance(self.ctxt, uuid_, 'SOFT')
+        self.assertEqual('clean', record['last_power_off']['result'])
+        self.assertTrue(self.driver.power_off_calls[-1][1])
+        self.assertEqual('active', record['vm_state'])
+
+    def test_delete_of_stopped_instance(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.stop_instance(self.ctxt, uuid_)
+        record = self.manager.terminate_instance(self.ctxt, uuid_)
+        self.assertEqual('deleted', record['vm_state'])
+        self.assertEqual('already-off', record['last_power_off']['method'])
+
+    def test_status_reports_versions(self):
+        status = self.manager.get_service_status(self.ctxt)
+        self.assertEqual((HOST, manager.SERVICE_VERSION,
+                          manager.RPC_API_VERSION, 'running'),
+                         (status['host'], status['service_version'],
+                          status['rpc_api_version'], status['state']))
+
+
+class InvalidRequestTest(ManagerTestCase):
+    def test_unknown_instance(self):
+        missing = str(uuid.uuid4())
+        for call in (self.manager.get_instance, self.manager.stop_instance,
+                     self.manager.start_instance,
+                     self.manager.terminate_instance):
+            error = self.assertRaises(exception.InstanceNotFound, call,
+                                      self.ctxt, missing)
+            self.assertIn(missing, str(error))
+
+    def test_bad_arguments_change_nothing(self):
+        record = self.boot()
+        bad_calls = [
+            (self.manager.stop_instance, {'shutdown_timeout': -1}),
+            (self.manager.stop_instance, {'shutdown_timeout': 2.5}),
+            (self.manager.stop_instance, {'shutdown_timeout': '10'}),
+            (self.manager.stop_instance, {'clean_shutdown': 'no'}),
+            (self.manager.terminate_instance, {'shutdown_timeout': -5}),
+            (self.manager.reboot_instance, {'reboot_type': 'soft'}),
+            (self.manager.reboot_instance, {'reboot_type': 'COLD'}),
+        ]
+        for call, kwargs in bad_calls:
+            self.assertRaises(exception.InvalidInput, call, self.ctxt,
+                              record['uuid'], **kwargs)
+            self.assertUnchanged(record)
+        self.assertEqual([], self.driver.power_off_calls)
+
+    def test_malformed_uuid(self):
+        self.assertRaises(exception.InvalidInput, self.manager.stop_instance,
+                          self.ctxt, 'not-a-uuid')
+        self.assertRaises(exception.InvalidInput, self.manager.get_instance,
+                          self.ctxt, 42)
+
+    def test_wrong_state(self):
+        uuid_ = self.boot()['uuid']
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.start_instance, self.ctxt, uuid_)
+        self.manager.stop_instance(self.ctxt, uuid_)
+        error = self.assertRaises(exception.InstanceInvalidState,
+                                  self.manager.stop_instance, self.ctxt,
+                                  uuid_)
+        self.assertIn('stopped', str(error))
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.reboot_instance, self.ctxt, uuid_,
+                          'SOFT')
+        self.manager.terminate_instance(self.ctxt, uuid_)
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.terminate_instance, self.ctxt, uuid_)
+
+    def test_malformed_build_creates_nothing(self):
+        for spec in ('x', build_spec(vcpus=0), build_spec(extra=1),
+                     build_spec(image={'id': 'i', 'properties': {
+                         'fake_unbootable': True}})):
+            self.assertRaises(exception.InvalidInput,
+                              self.manager.build_and_run_instance,
+                              self.ctxt, spec)
+        self.assertEqual([], self.manager.list_instances(self.ctxt))
+        self.assertEqual({}, self.driver.guests)
+
+    def test_duplicate_uuid_is_refused(self):
+        record = self.boot()
+        self.assertRaises(exception.InvalidInput,
+                          self.manager.build_and_run_instance, self.ctxt,
+                          build_spec(uuid=record['uuid'], name='other'))
+        self.assertUnchanged(record)
+
+    def test_second_operation_on_busy_instance_is_refused(self):
+        uuid_ = self.boot()['uuid']
+        self.driver.power_off_gate = gate = fakes.BlockingGate()
+        stopper = threading.Thread(target=self.manager.stop_instance,
+                                   args=(self.ctxt, uuid_))
+        stopper.start()
+        self.assertTrue(gate.entered.wait(10))
+        error = self.assertRaises(exception.InstanceInvalidState,
+                                  self.manager.terminate_instance,
+                                  self.ctxt, uuid_)
+        self.assertIn('powering_off in progress', str(error))
+        gate.release()
+        stopper.join(10)
+        self.assertEqual('stopped', self.manager.get_instance(
+            self.ctxt, uuid_)['vm_state'])
+
+
+class FailureTest(ManagerTestCase):
+    def test_failed_build_leaves_error_record(self):
+        self.driver.fail_next['spawn'] = exception.HypervisorError(
+            action='spawn', instance_uuid='x', reason='no memory')
+        spec = build_spec()
+        self.assertRaises(exception.HypervisorError,
+                          self.manager.build_and_run_instance, self.ctxt,
+                          spec)
+        record = self.manager.get_instance(self.ctxt, spec['uuid'])
+        self.assertEqual(('error', None),
+                         (record['vm_state'], record['task_state']))
+
+    def test_unexpected_driver_error_becomes_hypervisor_error(self):
+        uuid_ = self.boot()['uuid']
+        self.driver.fail_next['power_off'] = RuntimeError('socket closed')
+        error = self.assertRaises(exception.HypervisorError,
+                                  self.manager.stop_instance, self.ctxt,
+                                  uuid_)
+        self.assertIn('socket closed', str(error))
+        record = self.manager.get_instance(self.ctxt, uuid_)
+        self.assertEqual(('active', None),
+                         (record['vm_state'], record['task_state']))
+
+
+class RestartReconcileTest(ManagerTestCase):
+    def _interrupt(self, uuid_, **values):
+        db.Database(self.db_path).update_instance(uuid_, **values)
+
+    def test_interrupted_stop_is_settled_from_libvirt_state(self):
+        uuid_ = self.boot()['uuid']
+        self._interrupt(uuid_, task_state='powering_off')
+        self.driver.guests[uuid_]['state'] = 'shutdown'
+        self.manager = self._new_manager()
+        record = self.manager.get_instance(self.ctxt, uuid_)
+        self.assertEqual(('stopped', None),
+                         (record['vm_state'], record['task_state']))
+
+    def test_interrupted_delete_is_completed(self):
+        uuid_ = self.boot()['uuid']
+        self._interrupt(uuid_, task_state='deleting')
+        self.manager = self._new_manager()
+        self.assertEqual('deleted', self.manager.get_instance(
+            self.ctxt, uuid_)['vm_state'])
+        self.assertNotIn(uuid_, self.driver.guests)
+
+    def test_interrupted_build_is_an_error(self):
+        uuid_ = self.boot()['uuid']
+        self._interrupt(uuid_, vm_state='building', task_state='spawning')
+        self.manager = self._new_manager()
+        self.assertEqual('error', self.manager.get_instance(
+            self.ctxt, uuid_)['vm_state'])

@@ -1,0 +1,291 @@
+"""Client side of the compute RPC API: versions, routing, wire arguments."""
+
+import inspect
+import logging
+from unittest import mock
+
+import oslo_messaging
+import testtools
+
+from compute_agent import manager
+from compute_agent import rpcapi
+
+HOST = 'hv-1'
+UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
+CTXT = {'request_id': 'req-test'}
+_CLIENT_SIGNATURE = inspect.signature(rpcapi.ComputeAPI._client)
+
+
+def _endpoint_parameters(func):
+    """Parameter names of an endpoint method, looking through decorators
+    (such as oslo.messaging's expected_exceptions) that hide them."""
+    while True:
+        params = list(inspect.signature(func).parameters)
+        if params[:1] == ['self']:
+            return params
+        inner = [cell.cell_contents for cell in func.__closure__ or ()
+                 if inspect.isfunction(cell.cell_contents)]
+        if len(inner) != 1:
+            raise AssertionError(f'cannot see through {func!r}')
+        func = inner[0]
+
+
+class FakeClock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class TestVersionsInStep(testtools.TestCase):
+    def test_client_and_endpoint_versions_match(self):
+        self.assertEqual(rpcapi.VERSION, manager.RPC_API_VERSION)
+        self.assertEqual(rpcapi.VERSION,
+                         manager.ComputeManager.target.version)
+
+    def test_service_version_maps_to_client_version(self):
+        self.assertEqual(
+            rpcapi.VERSION,
+            rpcapi.SERVICE_VERSION_TO_RPC[manager.SERVICE_VERSION])
+        self.assertEqual(manager.SERVICE_VERSION,
+                         max(rpcapi.SERVICE_VERSION_TO_RPC))
+
+    def test_current_version_is_in_the_changelog(self):
+        self.assertIn(f'* {rpcapi.VERSION} -', rpcapi.__doc__)
+
+
+class _APITestCase(testtools.TestCase):
+    """ComputeAPI with _client mocked: records (host, topic, version,
+    timeout) of every client made; no transport or broker needed."""
+
+    def setUp(self):
+        super().setUp()
+        self.clock = FakeClock()
+        self.client = mock.Mock(name='rpc_client')
+        self.client.call.return_value = {'service_version': 2}
+        patcher = mock.patch.object(rpcapi.ComputeAPI, '_client',
+                                    autospec=True, return_value=self.client)
+        self.make_client = patcher.start()
+        self.addCleanup(patcher.stop)
+
+    def api(self, pin=None):
+        return rpcapi.ComputeAPI(mock.sentinel.transport, version_pin=pin,
+                                 clock=self.clock)
+
+    def clients_made(self):
+        """(host, topic, version, timeout) of each client, in order."""
+        made = []
+        for call in self.make_client.call_args_list:
+            bound = _CLIENT_SIGNATURE.bind(*call.args, **call.kwargs)
+            bound.apply_defaults()
+            args = bound.arguments
+            made.append((args['host'], args['topic'], args['version'],
+                         args['timeout']))
+        return made
+
+    def status_probes(self):
+        return [c for c in self.client.call.call_args_list
+                if c.args[1] == 'get_service_status']
+
+
+class TestClientTarget(testtools.TestCase):
+    def test_client_targets_exchange_topic_server_and_version(self):
+        api = rpcapi.ComputeAPI(mock.sentinel.transport)
+        with mock.patch.object(oslo_messaging, 'get_rpc_client') as get:
+            api._client(HOST, rpcapi.ALT_TOPIC, '1.1', timeout=42)
+        get.assert_called_once_with(mock.sentinel.transport, mock.ANY,
+                                    timeout=42)
+        target = get.call_args.args[1]
+        self.assertEqual(
+            ('compute_agent', 'compute-alt', HOST, '1.1'),
+            (target.exchange, target.topic, target.server, target.version))
+
+
+class TestAltRouting(_APITestCase):
+    def test_unpinned_goes_to_alt_topic(self):
+        result = self.api().prepare_for_alt_rpcserver(HOST, '1.1')
+        self.assertIs(self.client, result)
+        self.assertEqual([(HOST, 'compute-alt', '1.1', None)],
+                         self.clients_made())
+        self.assertEqual([], self.status_probes())
+
+    def test_pinned_to_1_1_goes_to_alt_topic(self):
+        self.api('1.1').prepare_for_alt_rpcserver(HOST, '1.1', timeout=9)
+        self.assertEqual([(HOST, 'compute-alt', '1.1', 9)],
+                         self.clients_made())
+
+    def test_pinned_to_1_0_falls_back_to_compute_and_logs(self):
+        with self.assertLogs(rpcapi.__name__, logging.INFO) as logs:
+            self.api('1.0').prepare_for_alt_rpcserver(HOST, '1.1')
+        self.assertEqual([(HOST, 'compute', '1.0', None)],
+                         self.clients_made())
+        [line] = logs.output
+        self.assertIn(HOST, line)
+        self.assertIn('compute-alt', line)
+        self.assertIn('1.0', line)
+
+    def test_unpinned_does_not_log_a_fallback(self):
+        with self.assertNoLogs(rpcapi.__name__, logging.DEBUG):
+            self.api().prepare_for_alt_rpcserver(HOST, '1.1')
+
+    def test_alt_status_goes_to_alt_topic(self):
+        self.api().get_service_status(CTXT, HOST, alt=True)
+        self.assertEqual([(HOST, 'compute-alt', '1.1', None)],
+                         self.clients_made())
+        self.client.call.assert_called_once_with(CTXT, 'get_service_status')
+
+    def test_status_goes_to_compute_topic(self):
+        self.api().get_service_status(CTXT, HOST)
+        self.assertEqual([(HOST, 'compute', '1.0', None)],
+                         self.clients_made())
+
+
+class TestAutoPin(_APITestCase):
+    def test_auto_asks_the_host_once_and_caches(self):
+        self.client.call.return_value = {'service_version': 1}
+        api = self.api('auto')
+        with self.assertLogs(rpcapi.__name__, logging.INFO):
+            api.prepare_for_alt_rpcserver(HOST, '1.1')
+            api.prepare_for_alt_rpcserver(HOST, '1.1')
+        self.assertEqual(1, len(self.status_probes()))
+        self.assertEqual(
+            [(HOST, 'compute', '1.0', 30),
+             (HOST, 'compute', '1.0', None),
+             (HOST, 'compute', '1.0', None)],
+            self.clients_made())
+
+    def test_auto_with_new_agent_uses_alt_topic(self):
+        self.client.call.return_value = {'service_version': 2}
+        self.api('auto').prepare_for_alt_rpcserver(HOST, '1.1')
+        self.assertEqual('compute-alt', self.clients_made()[-1][1])
+
+    def test_auto_with_unknown_service_version_uses_newest(self):
+        self.client.call.return_value = {'service_version': 99}
+        self.assertEqual(rpcapi.VERSION, self.api('auto').version_cap(HOST))
+
+    def test_auto_caches_per_host(self):
+        api = self.api('auto')
+        self.client.call.side_effect = [{'service_version': 1},
+                                        {'service_version': 2}]
+        self.assertEqual('1.0', api.version_cap('hv-old'))
+        self.assertEqual('1.1', api.version_cap('hv-new'))
+        self.assertEqual('1.0', api.version_cap('hv-old'))
+        self.assertEqual('1.1', api.version_cap('hv-new'))
+        self.assertEqual(2, len(self.status_probes()))
+        self.assertEqual(['hv-old', 'hv-new'],
+                         [made[0] for made in self.clients_made()])
+
+    def test_auto_cache_expires(self):
+        api = self.api('auto')
+        self.client.call.side_effect = [{'service_version': 1},
+                                        {'service_version': 2}]
+        self.assertEqual('1.0', api.version_cap(HOST))
+        self.clock.now += rpcapi.AUTO_PIN_CACHE_SECONDS - 1
+        self.assertEqual('1.0', api.version_cap(HOST))
+        self.assertEqual(1, len(self.status_probes()))
+        self.clock.now += 1
+        self.assertEqual('1.1', api.version_cap(HOST))
+        self.assertEqual(2, len(self.status_probes()))
+
+    def test_fixed_pin_never_asks(self):
+        self.assertEqual('1.0', self.api('1.0').version_cap(HOST))
+        self.assertEqual(rpcapi.VERSION, self.api().version_cap(HOST))
+        self.assertEqual([], self.clients_made())
+
+
+class TestVersionCap(_APITestCase):
+    def test_version_above_pin_raises(self):
+        api = self.api('1.0')
+        error = self.assertRaises(oslo_messaging.RPCVersionCapError,
+                                  api._prepare, HOST, '1.1')
+        self.assertEqual(('1.1', '1.0'), (error.version, error.version_cap))
+        self.assertEqual([], self.clients_made())
+
+    def test_method_above_pin_raises_and_sends_nothing(self):
+        api = self.api('0.9')
+        self.assertRaises(oslo_messaging.RPCVersionCapError,
+                          api.stop_instance, CTXT, HOST, UUID)
+        self.client.call.assert_not_called()
+
+    def test_method_within_pin_is_sent(self):
+        self.api('1.0').list_instances(CTXT, HOST)
+        self.client.call.assert_called_once_with(CTXT, 'list_instances')
+
+
+class TestPowerCallTimeout(_APITestCase):
+    def timeout_of_last_client(self):
+        return self.clients_made()[-1][3]
+
+    def test_stop_timeout_follows_shutdown_timeout(self):
+        self.api().stop_instance(CTXT, HOST, UUID, shutdown_timeout=30)
+        self.assertEqual(30 + rpcapi.POWER_CALL_MARGIN,
+                         self.timeout_of_last_client())
+
+    def test_terminate_timeout_follows_shutdown_timeout(self):
+        self.api().terminate_instance(CTXT, HOST, UUID, shutdown_timeout=0)
+        self.assertEqual(rpcapi.POWER_CALL_MARGIN,
+                         self.timeout_of_last_client())
+
+    def test_default_when_shutdown_timeout_unset(self):
+        expected = rpcapi.DEFAULT_POWER_TIMEOUT + rpcapi.POWER_CALL_MARGIN
+        api = self.api()
+        api.stop_instance(CTXT, HOST, UUID)
+        self.assertEqual(expected, self.timeout_of_last_client())
+        api.reboot_instance(CTXT, HOST, UUID)
+        self.assertEqual(expected, self.timeout_of_last_client())
+
+    def test_explicit_call_timeout_wins(self):
+        self.api().stop_instance(CTXT, HOST, UUID, shutdown_timeout=30,
+                                 timeout=5)
+        self.assertEqual(5, self.timeout_of_last_client())
+
+
+class TestWireArguments(_APITestCase):
+    """Each method sends the method name and argument names of the wire
+    contract, and the endpoint accepts exactly those arguments."""
+
+    INSTANCE = {'uuid': UUID, 'name': 'web-1', 'vcpus': 1, 'memory_mb': 64,
+                'image': {'id': 'cirros', 'properties': {}}}
+
+    CASES = [
+        ('get_service_status', (), {}, {}),
+        ('list_instances', (), {}, {}),
+        ('get_instance', (UUID,), {}, {'instance_uuid': UUID}),
+        ('build_and_run_instance', (INSTANCE,), {}, {'instance': INSTANCE}),
+        ('start_instance', (UUID,), {}, {'instance_uuid': UUID}),
+        ('stop_instance', (UUID,), {},
+         {'instance_uuid': UUID, 'clean_shutdown': True,
+          'shutdown_timeout': None}),
+        ('stop_instance', (UUID,),
+         {'clean_shutdown': False, 'shutdown_timeout': 12},
+         {'instance_uuid': UUID, 'clean_shutdown': False,
+          'shutdown_timeout': 12}),
+        ('reboot_instance', (UUID,), {},
+         {'instance_uuid': UUID, 'reboot_type': 'SOFT'}),
+        ('reboot_instance', (UUID, 'HARD'), {},
+         {'instance_uuid': UUID, 'reboot_type': 'HARD'}),
+        ('terminate_instance', (UUID,), {},
+         {'instance_uuid': UUID, 'clean_shutdown': True,
+          'shutdown_timeout': None}),
+        ('terminate_instance', (UUID,),
+         {'clean_shutdown': False, 'shutdown_timeout': 3},
+         {'instance_uuid': UUID, 'clean_shutdown': False,
+          'shutdown_timeout': 3}),
+    ]
+
+    def test_methods_send_contract_arguments(self):
+        for method, args, kwargs, wire in self.CASES:
+            self.client.call.reset_mock()
+            self.client.call.return_value = mock.sentinel.result
+            api = self.api()
+            result = getattr(api, method)(CTXT, HOST, *args, **kwargs)
+            self.assertIs(mock.sentinel.result, result, method)
+            self.client.call.assert_called_once_with(CTXT, method, **wire)
+
+    def test_endpoint_accepts_the_sent_arguments(self):
+        for method, _args, _kwargs, wire in self.CASES:
+            params = _endpoint_parameters(
+                getattr(manager.ComputeManager, method))
+            self.assertEqual(['self', 'ctxt'], params[:2], method)
+            self.assertEqual(sorted(wire), sorted(params[2:]), method)

@@ -1,0 +1,267 @@
+"""Request-argument checks: bad input is refused with InvalidInput naming
+the argument; good input comes back normalised and copied."""
+
+import copy
+
+import testtools
+
+from compute_agent import exception
+from compute_agent import validation
+
+UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
+
+
+def _spec(**changes):
+    spec = {'uuid': UUID, 'name': 'web-1', 'vcpus': 2, 'memory_mb': 512,
+            'image': {'id': 'cirros', 'properties': {}}}
+    spec.update(changes)
+    return spec
+
+
+def _image(**changes):
+    image = {'id': 'cirros', 'properties': {}}
+    image.update(changes)
+    return image
+
+
+class _InvalidInputMixin:
+    def assertInvalid(self, names, func, *args, **kwargs):
+        """func(*args) raises InvalidInput whose message names ``names``."""
+        error = self.assertRaises(exception.InvalidInput, func, *args,
+                                  **kwargs)
+        self.assertIn(names, str(error))
+        return error
+
+
+class TestInstanceUuid(_InvalidInputMixin, testtools.TestCase):
+    def test_not_a_string(self):
+        for value in (None, 12, b'6f1a5a3e58f54c5e9b890c6f1d2b7a10',
+                      ['x'], {'uuid': UUID}):
+            self.assertInvalid('instance_uuid', validation.instance_uuid,
+                               value)
+
+    def test_not_a_uuid(self):
+        for value in ('', 'abc', UUID[:-1], UUID + '0', 'z' * 32):
+            error = self.assertInvalid('instance_uuid',
+                                       validation.instance_uuid, value)
+            self.assertIn(repr(value), str(error))
+
+    def test_message_names_the_given_argument(self):
+        self.assertInvalid('migration_uuid', validation.instance_uuid,
+                           'nope', argument='migration_uuid')
+
+    def test_valid_uuid_is_returned_canonical(self):
+        self.assertEqual(UUID, validation.instance_uuid(UUID))
+
+    def test_uppercase_and_undashed_uuid_are_normalised(self):
+        self.assertEqual(UUID, validation.instance_uuid(UUID.upper()))
+        self.assertEqual(UUID,
+                         validation.instance_uuid(UUID.replace('-', '')))
+
+
+class TestBoolean(_InvalidInputMixin, testtools.TestCase):
+    def test_non_booleans_are_refused(self):
+        for value in ('yes', 'true', 1, 0, None):
+            error = self.assertInvalid('clean_shutdown', validation.boolean,
+                                       value, 'clean_shutdown')
+            self.assertIn(repr(value), str(error))
+
+    def test_booleans_pass(self):
+        self.assertIs(True, validation.boolean(True, 'clean_shutdown'))
+        self.assertIs(False, validation.boolean(False, 'clean_shutdown'))
+
+
+class TestOptionalTimeout(_InvalidInputMixin, testtools.TestCase):
+    def test_negative(self):
+        self.assertInvalid('shutdown_timeout', validation.optional_timeout,
+                           -1)
+
+    def test_float(self):
+        self.assertInvalid('shutdown_timeout', validation.optional_timeout,
+                           1.5)
+        self.assertInvalid('shutdown_timeout', validation.optional_timeout,
+                           10.0)
+
+    def test_string(self):
+        self.assertInvalid('shutdown_timeout', validation.optional_timeout,
+                           '10')
+
+    def test_boolean(self):
+        self.assertInvalid('shutdown_timeout', validation.optional_timeout,
+                           True)
+        self.assertInvalid('shutdown_timeout', validation.optional_timeout,
+                           False)
+
+    def test_message_names_the_given_argument(self):
+        self.assertInvalid('rescue_timeout', validation.optional_timeout,
+                           -3, argument='rescue_timeout')
+
+    def test_valid_values(self):
+        self.assertIsNone(validation.optional_timeout(None))
+        self.assertEqual(0, validation.optional_timeout(0))
+        self.assertEqual(600, validation.optional_timeout(600))
+
+
+class TestRebootType(_InvalidInputMixin, testtools.TestCase):
+    def test_invalid_values(self):
+        for value in ('soft', 'hard', 'WARM', '', None, 1):
+            error = self.assertInvalid('reboot_type', validation.reboot_type,
+                                       value)
+            self.assertIn('SOFT', str(error))
+            self.assertIn('HARD', str(error))
+
+    def test_valid_values(self):
+        self.assertEqual('SOFT', validation.reboot_type('SOFT'))
+        self.assertEqual('HARD', validation.reboot_type('HARD'))
+
+
+class TestBuildRequest(_InvalidInputMixin, testtools.TestCase):
+    def test_not_a_dict(self):
+        for value in (None, 'web-1', [_spec()], 3):
+            self.assertInvalid('instance', validation.build_request, value)
+
+    def test_unknown_fields(self):
+        error = self.assertInvalid('flavor', validation.build_request,
+                                   _spec(flavor='m1.small', zone='a'))
+        self.assertIn('zone', str(error))
+        self.assertIn('unknown', str(error))
+
+    def test_missing_fields(self):
+        for key in ('uuid', 'name', 'vcpus', 'memory_mb', 'image'):
+            spec = _spec()
+            del spec[key]
+            error = self.assertInvalid(key, validation.build_request, spec)
+            self.assertIn('lacks', str(error))
+
+    def test_invalid_uuid(self):
+        self.assertInvalid('instance.uuid', validation.build_request,
+                           _spec(uuid='not-a-uuid'))
+        self.assertInvalid('instance.uuid', validation.build_request,
+                           _spec(uuid=7))
+
+    def test_empty_name(self):
+        for name in ('', '   '):
+            self.assertInvalid('instance.name', validation.build_request,
+                               _spec(name=name))
+
+    def test_name_not_a_string(self):
+        self.assertInvalid('instance.name', validation.build_request,
+                           _spec(name=None))
+
+    def test_name_too_long(self):
+        name = 'x' * (validation.MAX_NAME_LENGTH + 1)
+        self.assertInvalid('instance.name', validation.build_request,
+                           _spec(name=name))
+
+    def test_name_of_maximum_length_is_accepted(self):
+        name = 'x' * validation.MAX_NAME_LENGTH
+        self.assertEqual(name,
+                         validation.build_request(_spec(name=name))['name'])
+
+    def test_invalid_vcpus(self):
+        for vcpus in (0, -1, True, '2', 1.0, None):
+            self.assertInvalid('instance.vcpus', validation.build_request,
+                               _spec(vcpus=vcpus))
+
+    def test_invalid_memory_mb(self):
+        for memory_mb in (0, -1, True, '512', 512.0):
+            self.assertInvalid('instance.memory_mb',
+                               validation.build_request,
+                               _spec(memory_mb=memory_mb))
+
+    def test_memory_mb_below_minimum(self):
+        error = self.assertInvalid(
+            'instance.memory_mb', validation.build_request,
+            _spec(memory_mb=validation.MIN_MEMORY_MB - 1))
+        self.assertIn(str(validation.MIN_MEMORY_MB), str(error))
+
+    def test_memory_mb_at_minimum_is_accepted(self):
+        spec = _spec(memory_mb=validation.MIN_MEMORY_MB)
+        self.assertEqual(validation.MIN_MEMORY_MB,
+                         validation.build_request(spec)['memory_mb'])
+
+    def test_image_not_a_dict(self):
+        for image in (None, 'cirros', ['cirros']):
+            self.assertInvalid('instance.image', validation.build_request,
+                               _spec(image=image))
+
+    def test_image_unknown_keys(self):
+        error = self.assertInvalid('instance.image', validation.build_request,
+                                   _spec(image=_image(format='qcow2')))
+        self.assertIn('format', str(error))
+
+    def test_image_missing_id(self):
+        image = _image()
+        del image['id']
+        self.assertInvalid('instance.image.id', validation.build_request,
+                           _spec(image=image))
+
+    def test_image_id_empty_or_not_a_string(self):
+        for image_id in ('', None, 5):
+            self.assertInvalid('instance.image.id', validation.build_request,
+                               _spec(image=_image(id=image_id)))
+
+    def test_image_properties_not_a_dict(self):
+        for properties in (None, 'a=b', [('a', 'b')]):
+            self.assertInvalid('instance.image.properties',
+                               validation.build_request,
+                               _spec(image=_image(properties=properties)))
+
+    def test_image_paths_not_strings(self):
+        image = _image(kernel=1, ramdisk='/boot/initrd')
+        self.assertInvalid('instance.image.kernel', validation.build_request,
+                           _spec(image=image))
+
+    def test_kernel_without_ramdisk(self):
+        self.assertInvalid('instance.image.ramdisk', validation.build_request,
+                           _spec(image=_image(kernel='/boot/vmlinuz')))
+
+    def test_ramdisk_without_kernel(self):
+        self.assertInvalid('instance.image.kernel', validation.build_request,
+                           _spec(image=_image(ramdisk='/boot/initrd')))
+
+    def test_disk_and_kernel(self):
+        image = _image(kernel='/boot/vmlinuz', ramdisk='/boot/initrd',
+                       disk='/var/lib/images/base.qcow2')
+        error = self.assertInvalid('instance.image', validation.build_request,
+                                   _spec(image=image))
+        self.assertIn('disk', str(error))
+
+    def test_cmdline_without_kernel(self):
+        image = _image(cmdline='console=ttyS0',
+                       disk='/var/lib/images/base.qcow2')
+        self.assertInvalid('instance.image.cmdline', validation.build_request,
+                           _spec(image=image))
+
+    def test_valid_request_normalises_uuid(self):
+        result = validation.build_request(_spec(uuid=UUID.upper()))
+        self.assertEqual(UUID, result['uuid'])
+
+    def test_valid_request_is_returned_as_a_copy(self):
+        spec = _spec(image=_image(properties={'os_shutdown_timeout': '30'}))
+        original = copy.deepcopy(spec)
+        result = validation.build_request(spec)
+        self.assertEqual(original, result)
+        self.assertIsNot(spec, result)
+        self.assertIsNot(spec['image'], result['image'])
+        self.assertIsNot(spec['image']['properties'],
+                         result['image']['properties'])
+        result['name'] = 'changed'
+        result['image']['id'] = 'changed'
+        result['image']['properties']['os_shutdown_timeout'] = '1'
+        self.assertEqual(original, spec)
+
+    def test_missing_properties_default_to_empty(self):
+        result = validation.build_request(_spec(image={'id': 'cirros'}))
+        self.assertEqual({}, result['image']['properties'])
+
+    def test_direct_boot_image_is_accepted(self):
+        image = _image(kernel='/boot/vmlinuz', ramdisk='/boot/initrd',
+                       cmdline='console=ttyS0')
+        result = validation.build_request(_spec(image=image))
+        self.assertEqual(image, result['image'])
+
+    def test_disk_image_is_accepted(self):
+        image = _image(disk='/var/lib/images/base.qcow2')
+        result = validation.build_request(_spec(image=image))
+        self.assertEqual(image, result['image'])

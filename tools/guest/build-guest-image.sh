@@ -1,0 +1,258 @@
+#!/bin/bash
+# Build the tiny guest used by the real-QEMU tests (tests/realguest).
+#
+# Usage: tools/guest/build-guest-image.sh [OUTDIR]
+#
+# Everything comes from Debian packages: the kernel from the
+# linux-image-*-amd64 package that linux-image-amd64 currently depends on,
+# userspace from busybox-static.  Outputs in OUTDIR (default
+# ${COMPUTE_AGENT_GUEST_CACHE:-$HOME/.cache/compute-agent/guest}):
+#
+#   vmlinuz               the kernel, booted directly by QEMU
+#   initramfs-acpi.img    cooperative guest: powers off on the ACPI
+#                         power button
+#   initramfs-noacpi.img  ignoring guest: never reacts to ACPI
+#   disk.qcow2            small empty base image for tests to overlay
+#                         (it is attached, never booted from)
+#
+# Both guests print "COMPUTE-AGENT-GUEST READY" on the serial console
+# (/dev/ttyS0) once userspace is up, then idle forever.
+#
+# Boot them with the kernel command line
+#
+#   console=ttyS0 panic=-1 quiet
+#
+# console=ttyS0 sends kernel messages and /dev/console to the serial port,
+# which the tests log to a file; panic=-1 makes a panicking guest (e.g. one
+# whose /init died) reboot at once, so libvirt applies <on_reboot>, instead
+# of spinning in panic(), which under TCG burns a host core until the test
+# times out; quiet cuts the serial log from ~23 KB of boot messages to the
+# lines the guest prints itself (it does not change the boot time).
+#
+# The work is skipped when all outputs exist and OUTDIR/stamp matches the
+# inputs (kernel package and version, busybox-static version, this
+# script's checksum).  Run it as root: apt-get update runs when the
+# package lists are missing or stale.
+set -euo pipefail
+
+OUTDIR=${1:-${COMPUTE_AGENT_GUEST_CACHE:-$HOME/.cache/compute-agent/guest}}
+OUTPUTS=(vmlinuz initramfs-acpi.img initramfs-noacpi.img disk.qcow2)
+DISK_SIZE=16M
+
+die() {
+    echo "build-guest-image: $*" >&2
+    exit 1
+}
+
+# Set KERNEL_PKG and KERNEL_VER to the versioned kernel package that the
+# candidate linux-image-amd64 pins, e.g. "Depends: linux-image-6.1.0-56-amd64
+# (= 6.1.192-2)"; both stay empty when apt has no package lists.
+resolve_kernel() {
+    read -r KERNEL_PKG KERNEL_VER < <(
+        apt-cache show --no-all-versions linux-image-amd64 2>/dev/null |
+            sed -n 's/^Depends: \(linux-image-[^ ]*-amd64\) (= \([^)]*\)).*/\1 \2/p'
+    ) || true
+}
+
+# apt-get download writes into the current directory.  apt's _apt sandbox
+# user usually cannot reach it (OUTDIR is often under /root), and the .deb
+# is only unpacked, never installed: download as root without the warning.
+download_kernel() {
+    (cd "$1" && apt-get download -q -o APT::Sandbox::User=root \
+        "$KERNEL_PKG=$KERNEL_VER")
+}
+
+print_outputs() {
+    local name
+    for name in "${OUTPUTS[@]}"; do
+        echo "$OUTDIR/$name"
+    done
+}
+
+# The PID 1 of both guests.  The ACPI variant differs only by carrying the
+# two modules and the acpid handler, so one script serves both.  READY must
+# mean the guest is fully set up: a power button press before acpid
+# listens is lost, and a test would wrongly see a guest ignoring ACPI.
+write_init() {
+    cat >"$1" <<'EOF'
+#!/bin/sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+# The initramfs has no /dev/console node, so PID 1 starts without stdio.
+exec </dev/console >/dev/console 2>&1
+
+idle() {
+    while :; do
+        sleep 3600
+    done
+}
+
+# Report on the serial port instead of READY, so a test waiting for READY
+# fails with the reason in the guest's serial log.
+fail() {
+    echo "COMPUTE-AGENT-GUEST FAILED: $*" >/dev/ttyS0
+    idle
+}
+
+# Run a command until it succeeds, for at most 5 s.
+retry() {
+    tries=50
+    until "$@"; do
+        tries=$((tries - 1))
+        [ $tries -gt 0 ] || return 1
+        sleep 0.1
+    done
+}
+
+# Does process $1 hold every input event device open?
+holds_all_event_devices() {
+    [ "$(ls -l "/proc/$1/fd" | grep -c /dev/input/event)" -ge \
+        "$(ls /sys/class/input | grep -c '^event')" ]
+}
+
+if [ -x /etc/acpi/PWRF/00000080 ]; then
+    # evdev exposes input devices as /dev/input/event*, button adds the
+    # ACPI power button as one of them.
+    insmod /lib/modules/evdev.ko || fail "insmod evdev.ko"
+    insmod /lib/modules/button.ko || fail "insmod button.ko"
+    # devtmpfs creates the nodes asynchronously, and acpid opens only the
+    # event devices that exist when it starts.
+    for event in /sys/class/input/event*; do
+        retry test -e "/dev/input/${event##*/}" ||
+            fail "no /dev/input/${event##*/}"
+    done
+    # The power button arrives as PWRF/00000080, which acpid maps to the
+    # handler /etc/acpi/PWRF/00000080.  Events are logged to the console.
+    acpid -f -l /dev/console &
+    retry holds_all_event_devices $! || fail "acpid is not listening"
+fi
+
+echo "COMPUTE-AGENT-GUEST READY" >/dev/ttyS0
+idle
+EOF
+    chmod 755 "$1"
+}
+
+# Build one initramfs (cpio newc, gzip) from a staging directory.
+pack_initramfs() {
+    local root=$1 image=$2
+    (cd "$root" &&
+        find . -print0 | LC_ALL=C sort -z |
+        cpio --null --create --format=newc --owner=0:0 --quiet) |
+        gzip -9 -n >"$image"
+}
+
+# Copy a module out of the kernel package, decompressing it if the kernel
+# ships compressed modules (busybox insmod wants a plain .ko).
+copy_module() {
+    local tree=$1 name=$2 dest=$3 found
+    found=$(find "$tree/lib/modules" -name "$name.ko" -o -name "$name.ko.xz")
+    [ -n "$found" ] || die "module $name not found in $KERNEL_PKG"
+    case "$found" in
+    *.xz) busybox xz -dc "$found" >"$dest/$name.ko" ;;
+    *) cp "$found" "$dest/$name.ko" ;;
+    esac
+}
+
+build() {
+    local work=$1 deb tree root variant
+    mkdir "$work/download" "$work/kernel"
+    if ! download_kernel "$work/download"; then
+        # Stale lists name a version the mirror no longer has.
+        apt-get update -q
+        resolve_kernel
+        download_kernel "$work/download"
+    fi
+    deb=$(echo "$work"/download/*.deb)
+    [ -f "$deb" ] || die "apt-get download left no .deb in $work/download"
+
+    # Only the kernel and the two modules are needed: extracting just
+    # those avoids unpacking ~400 MB of modules.
+    tree=$work/kernel
+    dpkg-deb --fsys-tarfile "$deb" |
+        tar -x -C "$tree" --wildcards './boot/vmlinuz-*' \
+            '*/drivers/input/evdev.ko*' '*/drivers/acpi/button.ko*'
+    cp "$(echo "$tree"/boot/vmlinuz-*)" "$work/vmlinuz"
+
+    for variant in acpi noacpi; do
+        root=$work/root-$variant
+        mkdir -p "$root"/{bin,dev,proc,sys,lib/modules}
+        cp /bin/busybox "$root/bin/busybox"
+        # /init needs its interpreter; it links the other applets itself.
+        ln -s busybox "$root/bin/sh"
+        write_init "$root/init"
+        if [ "$variant" = acpi ]; then
+            copy_module "$tree" evdev "$root/lib/modules"
+            copy_module "$tree" button "$root/lib/modules"
+            mkdir -p "$root/etc/acpi/PWRF"
+            printf '#!/bin/sh\npoweroff -f\n' >"$root/etc/acpi/PWRF/00000080"
+            chmod 755 "$root/etc/acpi/PWRF/00000080"
+        fi
+        pack_initramfs "$root" "$work/initramfs-$variant.img"
+    done
+
+    qemu-img create -q -f qcow2 "$work/disk.qcow2" "$DISK_SIZE"
+}
+
+# What the outputs are built from: a change to any of it forces a rebuild.
+inputs_stamp() {
+    echo "kernel=$KERNEL_PKG=$KERNEL_VER busybox-static=$BUSYBOX_VER" \
+        "script=$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
+}
+
+up_to_date() {
+    local name
+    for name in "${OUTPUTS[@]}"; do
+        [ -f "$OUTDIR/$name" ] || return 1
+    done
+    [ "$(cat "$OUTDIR/stamp" 2>/dev/null)" = "$(inputs_stamp)" ]
+}
+
+main() {
+    local tool name
+
+    BUSYBOX_VER=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null) ||
+        die "busybox-static is not installed (the guest needs a static busybox)"
+    for tool in apt-get dpkg-deb cpio gzip qemu-img flock; do
+        command -v "$tool" >/dev/null || die "$tool not found"
+    done
+
+    resolve_kernel
+    if [ -z "$KERNEL_VER" ]; then
+        # A fresh machine may have no package lists at all.
+        apt-get update -q
+        resolve_kernel
+    fi
+    [ -n "$KERNEL_VER" ] ||
+        die "cannot resolve the package behind linux-image-amd64"
+
+    mkdir -p "$OUTDIR"
+    # Serialise concurrent builds (e.g. parallel test workers).
+    exec 9>"$OUTDIR/.lock"
+    flock 9
+
+    if up_to_date; then
+        print_outputs
+        return
+    fi
+
+    WORK=$(mktemp -d "$OUTDIR/.build.XXXXXX")
+    trap 'rm -rf "$WORK"' EXIT
+    echo "build-guest-image: building from $KERNEL_PKG $KERNEL_VER" >&2
+    build "$WORK"
+
+    # Replace the outputs first and the stamp last, so an interrupted run
+    # is rebuilt next time.  build may have moved to a newer kernel (after
+    # apt-get update), which inputs_stamp now reports.
+    rm -f "$OUTDIR/stamp"
+    for name in "${OUTPUTS[@]}"; do
+        mv -f "$WORK/$name" "$OUTDIR/$name"
+    done
+    inputs_stamp >"$OUTDIR/stamp"
+    print_outputs
+}
+
+main

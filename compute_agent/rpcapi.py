@@ -16,6 +16,10 @@ A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request
 meant for ``compute-alt`` goes to ``compute`` when the peer is older than
 1.1, with a log line saying so.
+
+Requests are published with the broker's mandatory flag: a request to a
+host that has never run an agent on this bus fails at once with
+MessageUndeliverable instead of waiting out its timeout.
 """
 
 import logging
@@ -35,6 +39,8 @@ ALT_TOPIC_MIN_VERSION = '1.1'
 # What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
 SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1'}
 AUTO_PIN_CACHE_SECONDS = 300
+# How long [upgrade_levels] compute=auto waits for an agent's version.
+DISCOVERY_TIMEOUT = 10
 # A power operation may take the whole shutdown timeout and then some.
 POWER_CALL_MARGIN = 60
 DEFAULT_POWER_TIMEOUT = 300
@@ -49,9 +55,14 @@ def new_context():
 
 
 class ComputeAPI:
-    def __init__(self, transport, version_pin=None, clock=time.monotonic):
+    def __init__(self, transport, version_pin=None, retry=None,
+                 clock=time.monotonic):
+        """:param retry: connection attempts per request before giving up
+            (None: keep trying, as a service should; the CLI sets a few).
+        """
         self._transport = transport
         self._pin = version_pin
+        self._retry = retry
         self._clock = clock
         self._auto_caps = {}
         self._auto_lock = threading.Lock()
@@ -68,10 +79,8 @@ class ComputeAPI:
             cached = self._auto_caps.get(host)
             if cached and cached[1] > self._clock():
                 return cached[0]
-        status = self._client(host, TOPIC, '1.0', timeout=30).call(
-            new_context(), 'get_service_status')
-        cap = SERVICE_VERSION_TO_RPC.get(status.get('service_version'),
-                                         VERSION)
+        cap = SERVICE_VERSION_TO_RPC.get(
+            self._discover_service_version(host), VERSION)
         if _versions(cap) > _versions(VERSION):
             cap = VERSION
         with self._auto_lock:
@@ -79,17 +88,35 @@ class ComputeAPI:
                                      AUTO_PIN_CACHE_SECONDS)
         return cap
 
+    def _discover_service_version(self, host):
+        """Ask host which SERVICE_VERSION it runs. compute-alt is asked
+        first because it still answers while the host drains; a host too
+        old to have that queue makes the broker refuse at once."""
+        try:
+            return self._client(host, ALT_TOPIC, '1.0',
+                                DISCOVERY_TIMEOUT).call(
+                new_context(), 'get_service_status')['service_version']
+        except (oslo_messaging.MessageUndeliverable,
+                oslo_messaging.MessagingTimeout):
+            return self._client(host, TOPIC, '1.0', DISCOVERY_TIMEOUT).call(
+                new_context(), 'get_service_status')['service_version']
+
     def _client(self, host, topic, version, timeout=None):
         target = oslo_messaging.Target(exchange=EXCHANGE, topic=topic,
                                        server=host, version=version)
-        return oslo_messaging.get_rpc_client(self._transport, target,
-                                             timeout=timeout)
+        return oslo_messaging.get_rpc_client(
+            self._transport, target, timeout=timeout, retry=self._retry,
+            transport_options=oslo_messaging.TransportOptions(
+                at_least_once=True))
 
-    def _prepare(self, host, version, timeout=None):
-        cap = self.version_cap(host)
+    @staticmethod
+    def _check_cap(version, cap):
         if _versions(version) > _versions(cap):
             raise oslo_messaging.RPCVersionCapError(version=version,
                                                     version_cap=cap)
+
+    def _prepare(self, host, version, timeout=None):
+        self._check_cap(version, self.version_cap(host))
         return self._client(host, TOPIC, version, timeout)
 
     def prepare_for_alt_rpcserver(self, host, version, timeout=None):
@@ -97,6 +124,7 @@ class ComputeAPI:
         topic compute-alt, or compute when the peer predates it."""
         cap = self.version_cap(host)
         if _versions(cap) >= _versions(ALT_TOPIC_MIN_VERSION):
+            self._check_cap(version, cap)
             return self._client(host, ALT_TOPIC, version, timeout)
         LOG.info('Host %s speaks compute RPC %s, older than %s: sending to '
                  'topic %s instead of %s', host, cap, ALT_TOPIC_MIN_VERSION,

@@ -66,7 +66,7 @@ def build_request(spec):
     if not isinstance(spec, dict):
         raise _invalid(f'instance must be an object, got '
                        f'{type(spec).__name__}')
-    unknown = set(spec) - _BUILD_KEYS
+    unknown = {str(key) for key in spec} - _BUILD_KEYS
     missing = _BUILD_KEYS - set(spec)
     if unknown:
         raise _invalid(f'instance has unknown field(s) '
@@ -97,7 +97,7 @@ def _image(image):
     if not isinstance(image, dict):
         raise _invalid('instance.image must be an object with "id" and '
                        '"properties"')
-    unknown = set(image) - _IMAGE_KEYS
+    unknown = {str(key) for key in image} - _IMAGE_KEYS
     if unknown:
         raise _invalid(f'instance.image has unknown field(s) '
                        f'{", ".join(sorted(unknown))}; accepted: '

@@ -17,6 +17,9 @@ from compute_agent import rpc
 from compute_agent import rpcapi
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+# Connection attempts per request: an operator at a shell wants a clear
+# error soon, not a client that retries the bus forever.
+CONNECTION_RETRIES = 3
 
 
 def _parser():
@@ -189,7 +192,8 @@ def main(argv=None):
         print(f'error: {error}', file=sys.stderr)
         return EXIT_USAGE
     args.host = args.host or conf.host
-    api = rpcapi.ComputeAPI(transport, conf.upgrade_levels.compute)
+    api = rpcapi.ComputeAPI(transport, conf.upgrade_levels.compute,
+                            retry=CONNECTION_RETRIES)
     ctxt = rpcapi.new_context()
     try:
         result = _run(api, args, ctxt)
@@ -200,6 +204,15 @@ def main(argv=None):
         print(f'error: {error.exc_type}: {error.value} '
               f'({ctxt["request_id"]})', file=sys.stderr)
         return EXIT_REFUSED
+    except oslo_messaging.RPCVersionCapError as error:
+        print(f'error: {error}; [upgrade_levels] compute is pinned too low '
+              f'for this command', file=sys.stderr)
+        return EXIT_USAGE
+    except oslo_messaging.MessageUndeliverable:
+        print(f'error: no compute-agent has ever listened as host '
+              f'{args.host} on this message bus ({ctxt["request_id"]})',
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
     except oslo_messaging.MessagingTimeout:
         print(f'error: no answer from host {args.host} '
               f'({ctxt["request_id"]}); is its compute-agent running?',

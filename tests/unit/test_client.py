@@ -297,7 +297,8 @@ class TestConfiguration(ClientTestCase):
             '--transport-url', 'rabbit://u:p@broker:5672/', 'list'))
         self.get_transport.assert_called_once_with(
             agent_conf.CONF, url='rabbit://u:p@broker:5672/')
-        self.api_class.assert_called_once_with(self.transport, None)
+        self.api_class.assert_called_once_with(
+            self.transport, None, retry=client.CONNECTION_RETRIES)
         self.transport.cleanup.assert_called_once_with()
 
     def test_host_and_pin_from_config_file_do_not_leak(self):
@@ -305,7 +306,8 @@ class TestConfiguration(ClientTestCase):
                                  '[upgrade_levels]\ncompute = 1.0\n')
         self.api.list_instances.return_value = []
         self.assertEqual(0, client.main(['--config-file', path, 'list']))
-        self.api_class.assert_called_once_with(self.transport, '1.0')
+        self.api_class.assert_called_once_with(
+            self.transport, '1.0', retry=client.CONNECTION_RETRIES)
         self.api.list_instances.assert_called_once_with(
             mock.ANY, 'hv-from-file')
 
@@ -313,7 +315,8 @@ class TestConfiguration(ClientTestCase):
         self.api_class.reset_mock()
         self.api.list_instances.reset_mock()
         self.assertEqual(0, client.main(['list']))
-        self.api_class.assert_called_once_with(self.transport, None)
+        self.api_class.assert_called_once_with(
+            self.transport, None, retry=client.CONNECTION_RETRIES)
         self.api.list_instances.assert_called_once_with(
             mock.ANY, socket.gethostname())
 

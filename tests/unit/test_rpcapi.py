@@ -95,7 +95,12 @@ class TestClientTarget(testtools.TestCase):
         with mock.patch.object(oslo_messaging, 'get_rpc_client') as get:
             api._client(HOST, rpcapi.ALT_TOPIC, '1.1', timeout=42)
         get.assert_called_once_with(mock.sentinel.transport, mock.ANY,
-                                    timeout=42)
+                                    timeout=42, retry=None,
+                                    transport_options=mock.ANY)
+        # Mandatory publishing: a request to a host without a queue fails
+        # at once instead of timing out.
+        self.assertTrue(
+            get.call_args.kwargs['transport_options'].at_least_once)
         target = get.call_args.args[1]
         self.assertEqual(
             ('compute_agent', 'compute-alt', HOST, '1.1'),
@@ -150,10 +155,37 @@ class TestAutoPin(_APITestCase):
             api.prepare_for_alt_rpcserver(HOST, '1.1')
         self.assertEqual(1, len(self.status_probes()))
         self.assertEqual(
-            [(HOST, 'compute', '1.0', 30),
+            [(HOST, 'compute-alt', '1.0', rpcapi.DISCOVERY_TIMEOUT),
              (HOST, 'compute', '1.0', None),
              (HOST, 'compute', '1.0', None)],
             self.clients_made())
+
+    def test_auto_asks_compute_alt_first_so_a_draining_host_answers(self):
+        # While draining, the host's compute server is stopped: only
+        # compute-alt answers, and that must be enough.
+        def answer(ctxt, method):
+            topic = self.clients_made()[-1][1]
+            if topic == 'compute':
+                raise oslo_messaging.MessagingTimeout('compute stopped')
+            return {'service_version': 2}
+        self.client.call.side_effect = answer
+        api = self.api('auto')
+        self.assertEqual('1.1', api.version_cap(HOST))
+        self.assertEqual(['compute-alt'],
+                         [made[1] for made in self.clients_made()])
+
+    def test_auto_falls_back_to_compute_for_a_host_without_alt_queue(self):
+        def answer(ctxt, method):
+            topic = self.clients_made()[-1][1]
+            if topic == 'compute-alt':
+                raise oslo_messaging.MessageUndeliverable(
+                    Exception('no route'), 'compute_agent', 'compute-alt.x',
+                    {})
+            return {'service_version': 1}
+        self.client.call.side_effect = answer
+        self.assertEqual('1.0', self.api('auto').version_cap(HOST))
+        self.assertEqual(['compute-alt', 'compute'],
+                         [made[1] for made in self.clients_made()])
 
     def test_auto_with_new_agent_uses_alt_topic(self):
         self.client.call.return_value = {'service_version': 2}

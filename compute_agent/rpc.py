@@ -7,6 +7,9 @@ from oslo_messaging.rpc import server as rpc_server
 TOPIC = 'compute'
 ALT_TOPIC = 'compute-alt'
 DEFAULT_EXCHANGE = 'compute_agent'
+# A read-only method the service casts to itself to wake a stopping
+# listener; also hidden from the in-flight list it reports.
+WAKE_METHOD = 'get_service_status'
 
 
 def set_defaults():
@@ -59,6 +62,11 @@ def _instance_uuid_of(payload):
     if isinstance(instance, dict) and isinstance(instance.get('uuid'), str):
         return instance['uuid']
     return None
+
+
+def self_client(transport, topic, host):
+    target = oslo_messaging.Target(topic=topic, server=host)
+    return oslo_messaging.get_rpc_client(transport, target)
 
 
 def create_server(transport, topic, host, endpoints, tracker):

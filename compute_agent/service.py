@@ -45,6 +45,10 @@ _TRANSITIONS = {
 # agent exits through its own ordered path and logs what it left behind.
 ALARM_MARGIN = 1.0
 DRAIN_REPORT_INTERVAL = 5.0
+# A listener's stop that has not returned within STOP_GRACE is waiting on
+# a long broker poll: wake it, and again every WAKE_INTERVAL.
+STOP_GRACE = 0.05
+WAKE_INTERVAL = 0.25
 # Cleanup after a power-off (undefine, record update) that the drain
 # budget should leave room for beyond shutdown_timeout.
 POWER_OFF_CLEANUP_ALLOWANCE = 30
@@ -117,11 +121,11 @@ class Service(oslo_service.ServiceBase):
         systemd.notify(STOPPING=1,
                        STATUS=f'draining: {in_flight} operation(s) in flight')
 
-        self._primary.stop()
+        self._stop_promptly(self._primary, rpc.TOPIC)
         drained = self._tracker.wait_until_drained(
             deadline, report=self._report_progress,
             report_every=DRAIN_REPORT_INTERVAL)
-        self._alt.stop()
+        self._stop_promptly(self._alt, rpc.ALT_TOPIC)
         drained = self._tracker.wait_until_drained(
             deadline, report=self._report_progress,
             report_every=DRAIN_REPORT_INTERVAL) and drained
@@ -137,13 +141,38 @@ class Service(oslo_service.ServiceBase):
         self._enter(STOPPED)
         self._stopped.set()
 
+    def _stop_promptly(self, server, topic):
+        """Stop one RPC server without waiting out its poll timeout.
+
+        The rabbit listener notices a stop only when its current poll of
+        the broker ends, and an idle listener polls for up to 5 s. When the
+        stop has not returned at once, a no-op request to the server's own
+        queue ends that poll; it is re-sent until the stop returns. In the
+        rare race where the poll ends by itself first, the wake-up stays
+        queued and is answered, harmlessly, at the next start.
+        """
+        stopper = threading.Thread(target=server.stop,
+                                   name=f'stop-{topic}', daemon=True)
+        stopper.start()
+        stopper.join(STOP_GRACE)
+        if not stopper.is_alive():
+            return
+        wake = rpc.self_client(self._transport, topic, self._conf.host)
+        while stopper.is_alive():
+            try:
+                wake.cast({}, rpc.WAKE_METHOD)
+            except Exception:   # the stop must go on whatever the bus does
+                LOG.debug('Could not wake the %s listener', topic,
+                          exc_info=True)
+            stopper.join(WAKE_INTERVAL)
+
     def status(self):
         """What get_service_status reports about the service itself."""
         return {
             'state': DRAINING if self._state in (DRAINING, STOPPED)
             else RUNNING,
             'in_flight': [op for op in self._tracker.snapshot()
-                          if op['method'] != 'get_service_status'],
+                          if op['method'] != rpc.WAKE_METHOD],
             'graceful_shutdown_timeout':
                 self._conf.graceful_shutdown_timeout,
         }

@@ -14,15 +14,30 @@ from compute_agent import tracker as tracker_module
 
 
 class FakeServer:
-    def __init__(self, topic, events):
+    """Like the rabbit listener, stop() returns only once the listener's
+    current poll ends, which a request to its queue makes happen."""
+
+    def __init__(self, topic, events, wakes):
         self.topic = topic
         self.events = events
+        self.wake = wakes[topic]
 
     def start(self):
         self.events.append(('start', self.topic))
 
     def stop(self):
         self.events.append(('stop', self.topic))
+        if not self.wake.wait(10):
+            raise AssertionError(f'{self.topic} listener never woken')
+
+
+class FakeWakeClient:
+    def __init__(self, wake):
+        self.wake = wake
+
+    def cast(self, ctxt, method):
+        assert method == 'get_service_status'
+        self.wake.set()
 
 
 class FakeManager:
@@ -43,12 +58,18 @@ class ServiceTest(testtools.TestCase):
         super().setUp()
         self.events = []
         self.tracker = tracker_module.InFlightTracker()
-        patcher = mock.patch.object(
-            service.rpc, 'create_server',
-            side_effect=lambda transport, topic, host, endpoints, tracker:
-            FakeServer(topic, self.events))
-        patcher.start()
-        self.addCleanup(patcher.stop)
+        self.wakes = {'compute': threading.Event(),
+                      'compute-alt': threading.Event()}
+        for name, fake in (
+                ('create_server',
+                 lambda transport, topic, host, endpoints, tracker:
+                 FakeServer(topic, self.events, self.wakes)),
+                ('self_client',
+                 lambda transport, topic, host:
+                 FakeWakeClient(self.wakes[topic]))):
+            patcher = mock.patch.object(service.rpc, name, side_effect=fake)
+            patcher.start()
+            self.addCleanup(patcher.stop)
         self.notify_socket = self._listen_for_notifications()
 
     def _listen_for_notifications(self):
@@ -79,6 +100,12 @@ class ServiceTest(testtools.TestCase):
                          self.events)
         self.assertEqual('running', svc.state)
         self.assertIn('READY=1', self.notifications()[0])
+
+    def test_stop_wakes_each_listener_so_it_stops_at_once(self):
+        svc = self.make_service()
+        svc.start()
+        svc.stop()   # FakeServer.stop() blocks until its queue is woken
+        self.assertTrue(all(wake.is_set() for wake in self.wakes.values()))
 
     def test_idle_stop_stops_compute_first_and_exits_drained(self):
         svc = self.make_service()

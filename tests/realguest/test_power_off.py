@@ -1,0 +1,191 @@
+"""Clean-then-forced power-off and the SIGTERM drain with real QEMU guests.
+
+Each test runs a private libvirtd (one simulated hypervisor host), an
+agent process on it and a private RabbitMQ, and boots small guests built
+from Debian packages: one honours the ACPI power button, the other
+ignores it. Guests run under TCG, so they take several seconds to boot.
+"""
+
+import os
+import threading
+import time
+import uuid
+
+import testtools
+
+from tests.fixtures import agent as agent_fixture
+from tests.fixtures import rabbitmq
+from tests.fixtures import rpc
+from tests.realguest import libvirtd
+
+BOOT_TIMEOUT = 120
+# Long enough that a stop woken by anything but the lifecycle event
+# (the next re-sent request, or the deadline) would show in the result.
+RETRY_INTERVAL = 30
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f'{what}: not seen within {timeout} s')
+        time.sleep(0.1)
+
+
+class RealGuestTestCase(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        available, reason = libvirtd.realguest_available()
+        if not available:
+            self.skipTest(reason)
+        self.images = libvirtd.guest_images()
+        self.broker = rabbitmq.shared_broker()
+        self.hypervisor = self.useFixture(libvirtd.PrivateLibvirtd('host-a'))
+        self.agent = self.useFixture(agent_fixture.AgentProcess(
+            self.broker.transport_url, connection_uri=self.hypervisor.uri,
+            virt_type='qemu', shutdown_timeout=60,
+            graceful_shutdown_timeout=120,
+            shutdown_retry_interval=RETRY_INTERVAL))
+        self.agent.wait_ready()
+        self.rpc = self.useFixture(rpc.AgentRPCClient(
+            self.broker.transport_url, self.agent.host, timeout=180))
+
+    def boot(self, honours_acpi, **properties):
+        initramfs = self.images['initramfs_acpi' if honours_acpi
+                                else 'initramfs_noacpi']
+        instance = {
+            'uuid': str(uuid.uuid4()),
+            'name': 'acpi' if honours_acpi else 'stubborn',
+            'vcpus': 1, 'memory_mb': 128,
+            'image': {'id': 'debian-busybox', 'properties': properties,
+                      'kernel': self.images['kernel'],
+                      'ramdisk': initramfs,
+                      'cmdline': libvirtd.GUEST_CMDLINE}}
+        record = self.rpc.call('build_and_run_instance', instance=instance)
+        self.assertEqual(('active', 'running'),
+                         (record['vm_state'], record['power_state']))
+        return record['uuid']
+
+    def wait_until_guest_ready(self, instance_uuid):
+        """The guest printed its READY line: userspace (and, for the
+        cooperative guest, acpid) is up, so ACPI is not lost at boot."""
+        console = os.path.join(self.agent.state_path, 'instances',
+                               instance_uuid, 'console.log')
+
+        def ready():
+            try:
+                with open(console, errors='replace') as log:
+                    text = log.read()
+            except FileNotFoundError:
+                return False
+            self.assertNotIn(libvirtd.GUEST_FAILED_LINE, text)
+            return libvirtd.GUEST_READY_LINE in text
+        wait_for(ready, BOOT_TIMEOUT, f'guest {instance_uuid} READY')
+
+    def stop(self, instance_uuid, topic=rpc.TOPIC, **kwargs):
+        return self.rpc.call('stop_instance', topic=topic,
+                             instance_uuid=instance_uuid, **kwargs)
+
+
+class PowerOffTest(RealGuestTestCase):
+    def test_acpi_guest_stops_clean_and_ignoring_guest_is_forced(self):
+        cooperative = self.boot(honours_acpi=True)
+        stubborn = self.boot(honours_acpi=False)
+        self.wait_until_guest_ready(cooperative)
+        self.wait_until_guest_ready(stubborn)
+
+        clean = self.stop(cooperative)['last_power_off']
+        self.addDetail('clean-power-off', testtools.content.json_content(
+            clean))
+        self.assertEqual(('clean', 'clean', 'acpi', 60),
+                         (clean['requested'], clean['result'],
+                          clean['method'], clean['timeout']))
+        # Woken by the lifecycle event: had it waited for the re-sent
+        # request or the deadline, this would be 30 s or more.
+        self.assertLess(clean['seconds'], RETRY_INTERVAL)
+
+        forced = self.stop(stubborn, shutdown_timeout=5)['last_power_off']
+        self.addDetail('forced-power-off', testtools.content.json_content(
+            forced))
+        self.assertEqual(('clean', 'forced', 'destroy', 5),
+                         (forced['requested'], forced['result'],
+                          forced['method'], forced['timeout']))
+        self.assertGreaterEqual(forced['seconds'], 5)
+
+        for instance_uuid in (cooperative, stubborn):
+            record = self.rpc.call('get_instance',
+                                   instance_uuid=instance_uuid)
+            self.assertEqual(('stopped', 'shutdown'),
+                             (record['vm_state'], record['power_state']))
+
+
+class DrainTest(RealGuestTestCase):
+    def test_sigterm_finishes_in_flight_power_offs_and_keeps_new_work(self):
+        on_compute = self.boot(honours_acpi=False)
+        on_alt = self.boot(honours_acpi=False)
+        self.wait_until_guest_ready(on_compute)
+        self.wait_until_guest_ready(on_alt)
+
+        results, finished = {}, {}
+
+        def stop_in_background(instance_uuid, topic):
+            results[topic] = self.stop(instance_uuid, topic=topic,
+                                       shutdown_timeout=8)
+            finished[topic] = time.monotonic()
+        stoppers = [threading.Thread(target=stop_in_background,
+                                     args=(uuid_, topic))
+                    for uuid_, topic in ((on_compute, rpc.TOPIC),
+                                         (on_alt, rpc.ALT_TOPIC))]
+        for stopper in stoppers:
+            stopper.start()
+        wait_for(lambda: len(self.rpc.call('get_service_status')
+                             ['in_flight']) == 2, 30,
+                 'both stops in flight')
+
+        self.agent.sigterm()
+        status = wait_for(
+            lambda: (s := self.rpc.call('get_service_status',
+                                        topic=rpc.ALT_TOPIC, timeout=10))
+            and s['state'] == 'draining' and s,
+            30, 'draining state on compute-alt')
+        self.assertEqual({on_compute, on_alt},
+                         {op['instance_uuid'] for op in status['in_flight']})
+
+        # New work sent while draining waits on the broker.
+        queued = {'uuid': str(uuid.uuid4()), 'name': 'queued', 'vcpus': 1,
+                  'memory_mb': 128,
+                  'image': {'id': 'debian-busybox', 'properties': {},
+                            'kernel': self.images['kernel'],
+                            'ramdisk': self.images['initramfs_acpi'],
+                            'cmdline': libvirtd.GUEST_CMDLINE}}
+        self.rpc.cast('build_and_run_instance', instance=queued)
+
+        for stopper in stoppers:
+            stopper.join(120)
+        self.assertEqual(0, self.agent.wait_exit(60))
+        for topic in (rpc.TOPIC, rpc.ALT_TOPIC):
+            self.assertEqual('forced',
+                             results[topic]['last_power_off']['result'])
+        drain_lag = self.agent.exit_time - max(finished.values())
+        self.addDetail('drain-lag-seconds',
+                       testtools.content.text_content(f'{drain_lag:.3f}'))
+        notifications = [n.fields for n in self.agent.notifications]
+        self.assertTrue(any(n.get('STOPPING') == '1' for n in notifications))
+
+        self.assertEqual(1, self.broker.queue_depth(
+            f'compute.{self.agent.host}'))
+        self.agent.restart()
+        self.agent.wait_ready()
+        record = wait_for(
+            lambda: self._find(queued['uuid']), 120, 'queued build served')
+        self.assertEqual('active', record['vm_state'])
+
+    def _find(self, instance_uuid):
+        for record in self.rpc.call('list_instances'):
+            if record['uuid'] == instance_uuid and \
+                    record['task_state'] is None:
+                return record
+        return None

@@ -8,6 +8,8 @@ long part starts, a restart after a crash finds the interrupted
 operations and reconciles them with what libvirt says (init_host).
 """
 
+import functools
+import inspect
 import logging
 import time
 
@@ -27,7 +29,24 @@ SERVICE_VERSION = 2
 ACTIVE, STOPPED, BUILDING, ERROR, DELETED = (
     'active', 'stopped', 'building', 'error', 'deleted')
 
-expected = oslo_messaging.expected_exceptions(*exception.EXPECTED)
+_declare_expected = oslo_messaging.expected_exceptions(*exception.EXPECTED)
+
+
+def remotable(method):
+    """Mark an RPC method: arguments that do not fit its signature are
+    refused with InvalidInput (not a TypeError traceback), and the
+    contract's exceptions are declared so they are not logged as errors."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def checked(self, ctxt, *args, **kwargs):
+        try:
+            signature.bind(self, ctxt, *args, **kwargs)
+        except TypeError as error:
+            raise exception.InvalidInput(
+                reason=f'{method.__name__}: {error}') from None
+        return method(self, ctxt, *args, **kwargs)
+    return _declare_expected(checked)
 
 
 class ComputeManager:
@@ -48,7 +67,15 @@ class ComputeManager:
         self._service_status = service.status
         self._driver.init_host(self._host)
         for record in self._db.list_interrupted(self._host):
-            self._reconcile(record)
+            try:
+                self._reconcile(record)
+            except exception.HypervisorError as error:
+                # One guest libvirt cannot settle must not keep the agent,
+                # and every other guest, out of service.
+                LOG.error('Could not settle interrupted instance %s: %s; '
+                          'marking it error', record['uuid'], error)
+                self._db.update_instance(record['uuid'], task_state=None,
+                                         vm_state=ERROR)
 
     def _reconcile(self, record):
         uuid, task = record['uuid'], record['task_state']
@@ -137,22 +164,24 @@ class ComputeManager:
 
     # -- RPC methods: reads ---------------------------------------------
 
+    @remotable
     def get_service_status(self, ctxt):
         status = {'host': self._host, 'service_version': SERVICE_VERSION,
                   'rpc_api_version': RPC_API_VERSION}
         status.update(self._service_status())
         return status
 
+    @remotable
     def list_instances(self, ctxt):
         return self._db.list_instances(self._host)
 
-    @expected
+    @remotable
     def get_instance(self, ctxt, instance_uuid):
         return self._get(validation.instance_uuid(instance_uuid))
 
     # -- RPC methods: operations ----------------------------------------
 
-    @expected
+    @remotable
     def build_and_run_instance(self, ctxt, instance):
         spec = validation.build_request(instance)
         self._driver.check_image(spec['image'])
@@ -177,7 +206,7 @@ class ComputeManager:
         return self._finish(spec['uuid'], vm_state=ACTIVE,
                             power_state=self._safe_power_state(spec['uuid']))
 
-    @expected
+    @remotable
     def start_instance(self, ctxt, instance_uuid):
         uuid = validation.instance_uuid(instance_uuid)
         self._begin(uuid, 'start', {STOPPED}, 'powering_on')
@@ -188,7 +217,7 @@ class ComputeManager:
         return self._finish(uuid, vm_state=ACTIVE,
                             power_state=self._safe_power_state(uuid))
 
-    @expected
+    @remotable
     def stop_instance(self, ctxt, instance_uuid, clean_shutdown=True,
                       shutdown_timeout=None):
         uuid = validation.instance_uuid(instance_uuid)
@@ -203,7 +232,7 @@ class ComputeManager:
                             power_state=self._safe_power_state(uuid),
                             last_power_off=outcome)
 
-    @expected
+    @remotable
     def reboot_instance(self, ctxt, instance_uuid, reboot_type='SOFT'):
         uuid = validation.instance_uuid(instance_uuid)
         kind = validation.reboot_type(reboot_type)
@@ -224,7 +253,7 @@ class ComputeManager:
                             power_state=self._safe_power_state(uuid),
                             last_power_off=outcome)
 
-    @expected
+    @remotable
     def terminate_instance(self, ctxt, instance_uuid, clean_shutdown=True,
                            shutdown_timeout=None):
         uuid = validation.instance_uuid(instance_uuid)

@@ -50,10 +50,13 @@ def main(argv=None):
     logging.setup(CONF, 'compute-agent')
     try:
         agent = build_service(CONF)
+        # Runs start() and then blocks in wait() until a signal ends the
+        # process; it returns only if start() fails.
+        launcher = oslo_service.launch(CONF, agent, workers=1, no_fork=True)
     except Exception as error:
         LOG.error('compute-agent cannot start: %s', error)
+        LOG.debug('Start failure', exc_info=True)
         return 1
-    launcher = oslo_service.launch(CONF, agent, workers=1, no_fork=True)
     return launcher.wait()
 
 

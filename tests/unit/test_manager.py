@@ -284,3 +284,34 @@ class RestartReconcileTest(ManagerTestCase):
         self.manager = self._new_manager()
         self.assertEqual('error', self.manager.get_instance(
             self.ctxt, uuid_)['vm_state'])
+
+    def test_an_instance_libvirt_cannot_settle_does_not_block_start(self):
+        broken, fine = self.boot()['uuid'], self.boot()['uuid']
+        self._interrupt(broken, task_state='deleting')
+        self._interrupt(fine, task_state='powering_off')
+        self.driver.guests[fine]['state'] = 'shutdown'
+        self.driver.fail_next['delete'] = exception.HypervisorError(
+            action='delete', instance_uuid=broken, reason='busy')
+        self.manager = self._new_manager()
+        self.assertEqual(('error', None), _states(
+            self.manager.get_instance(self.ctxt, broken)))
+        self.assertEqual(('stopped', None), _states(
+            self.manager.get_instance(self.ctxt, fine)))
+
+
+def _states(record):
+    return record['vm_state'], record['task_state']
+
+
+class ArgumentShapeTest(ManagerTestCase):
+    def test_unknown_or_missing_arguments_are_invalid_input(self):
+        record = self.boot()
+        error = self.assertRaises(exception.InvalidInput,
+                                  self.manager.stop_instance, self.ctxt,
+                                  instance_uuid=record['uuid'], force=True)
+        self.assertIn('force', str(error))
+        self.assertRaises(exception.InvalidInput,
+                          self.manager.get_instance, self.ctxt)
+        self.assertRaises(exception.InvalidInput,
+                          self.manager.list_instances, self.ctxt, host='x')
+        self.assertUnchanged(record)

@@ -153,6 +153,8 @@ class DrainTest(RealGuestTestCase):
             30, 'draining state on compute-alt')
         self.assertEqual({on_compute, on_alt},
                          {op['instance_uuid'] for op in status['in_flight']})
+        # An impatient second SIGTERM changes nothing.
+        self.agent.sigterm()
 
         # New work sent while draining waits on the broker.
         queued = {'uuid': str(uuid.uuid4()), 'name': 'queued', 'vcpus': 1,
@@ -189,3 +191,25 @@ class DrainTest(RealGuestTestCase):
                     record['task_state'] is None:
                 return record
         return None
+
+
+class InterruptTest(RealGuestTestCase):
+    def test_sigint_exits_at_once_and_restart_settles_the_guest(self):
+        stubborn = self.boot(honours_acpi=False)
+        self.wait_until_guest_ready(stubborn)
+        self.rpc.cast('stop_instance', instance_uuid=stubborn,
+                      shutdown_timeout=60)
+        wait_for(lambda: self.rpc.call('get_instance',
+                                       instance_uuid=stubborn)['task_state'],
+                 30, 'stop in progress')
+
+        self.agent.sigint()
+        self.assertEqual(1, self.agent.wait_exit(30))
+        self.agent.restart()
+        self.agent.wait_ready()
+        record = self.rpc.call('get_instance', instance_uuid=stubborn)
+        # The guest ignored ACPI and was never destroyed: still running.
+        self.assertEqual(('active', 'running', None),
+                         (record['vm_state'], record['power_state'],
+                          record['task_state']))
+        self.assertIn('interrupted', self.agent.log_text())

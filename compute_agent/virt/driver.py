@@ -51,13 +51,17 @@ class ComputeDriver(abc.ABC):
         """Start a defined guest that is off."""
 
     @abc.abstractmethod
-    def power_off(self, instance_uuid, clean, timeout, retry_interval):
+    def power_off(self, instance_uuid, clean, timeout, retry_interval,
+                  control=None, use_guest_agent=False):
         """Power the guest off; return a PowerOffResult.
 
-        With clean=True the guest is asked to shut down, the request is
-        re-sent every retry_interval seconds, and the guest is destroyed
-        when it is still on after timeout seconds. With clean=False it is
-        destroyed at once.
+        With clean=True the guest is asked to shut down (by its guest agent
+        first when use_guest_agent, else ACPI), the request is re-sent every
+        retry_interval seconds, and the guest is destroyed when it is still
+        on after timeout seconds, or as soon as control.force() is called.
+        With clean=False it is destroyed at once. control (a
+        PowerOffControl) also reports progress while the guest is waited
+        for.
         """
 
     @abc.abstractmethod

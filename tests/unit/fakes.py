@@ -38,7 +38,8 @@ class FakeDriver(driver.ComputeDriver):
         self._maybe_fail('power_on', instance_uuid)
         self.guests[instance_uuid]['state'] = driver.RUNNING
 
-    def power_off(self, instance_uuid, clean, timeout, retry_interval):
+    def power_off(self, instance_uuid, clean, timeout, retry_interval,
+                  control=None, use_guest_agent=False):
         self.power_off_calls.append((instance_uuid, clean, timeout,
                                      retry_interval))
         if self.power_off_gate is not None:

@@ -18,22 +18,32 @@ class FakeGuest(power.Guest):
     shutdown request (never, when None); or at `off_at` on its own."""
 
     def __init__(self, clock, acpi_delay=None, off_at=None,
-                 shutdown_error=None):
+                 shutdown_error=None, agent=None):
+        """:param agent: None (no guest agent), 'obeys' or 'ignores'."""
         self.clock = clock
         self.acpi_delay = acpi_delay
         self.off_at = off_at
         self.shutdown_error = shutdown_error
+        self.agent = agent
         self.requests = []
+        self.methods = []
         self.destroyed_at = None
 
     def is_off(self):
         return self.off_at is not None and self.clock.now >= self.off_at
 
-    def request_shutdown(self):
+    def request_shutdown(self, method):
         if self.shutdown_error:
             raise self.shutdown_error
         if self.is_off():
             return False
+        self.methods.append(method)
+        if method == power.GUEST_AGENT:
+            if self.agent is None:
+                raise power.GuestAgentUnavailable('no agent channel')
+            if self.agent == 'obeys':
+                self.off_at = self.clock.now + 0.2
+            return True
         self.requests.append(self.clock.now)
         if self.acpi_delay is not None and (
                 self.off_at is None or self.off_at > self.clock.now):
@@ -48,23 +58,28 @@ class FakeGuest(power.Guest):
         return True
 
 
-class FakeOffEvent:
-    """Delivers the lifecycle event when the guest goes off, unless
-    `delivered` is False (a lost event: only polling can notice)."""
+class FakeControl(power.PowerOffControl):
+    """Waits on the simulated clock. Delivers the lifecycle event when the
+    guest goes off, unless `delivered` is False (a lost event: only the
+    poll can notice), and a forced request at `force_at`."""
 
-    def __init__(self, clock, guest, delivered=True):
+    def __init__(self, clock, guest, delivered=True, force_at=None):
+        super().__init__(clock=clock)
         self.clock, self.guest, self.delivered = clock, guest, delivered
+        self.force_at = force_at
         self.waits = []
 
     def wait(self, timeout):
         self.waits.append(timeout)
-        off_at = self.guest.off_at
-        if self.delivered and off_at is not None and \
-                off_at <= self.clock.now + timeout:
-            self.clock.now = max(self.clock.now, off_at)
-            return True
-        self.clock.now += timeout
-        return False
+        wake_times = [self.clock.now + timeout]
+        if self.delivered and self.guest.off_at is not None:
+            wake_times.append(max(self.clock.now, self.guest.off_at))
+        if self.force_at is not None:
+            wake_times.append(max(self.clock.now, self.force_at))
+        self.clock.now = min(wake_times)
+        if self.force_at is not None and self.clock.now >= self.force_at:
+            self.force()
+        return self.clock.now < wake_times[0]
 
 
 class PowerOffTest(testtools.TestCase):
@@ -73,9 +88,10 @@ class PowerOffTest(testtools.TestCase):
         self.clock = FakeClock()
 
     def _power_off(self, guest, clean=True, timeout=60, retry=10,
-                   delivered=True):
-        self.event = FakeOffEvent(self.clock, guest, delivered)
-        return power.power_off(guest, self.event, clean, timeout, retry,
+                   delivered=True, force_at=None, use_guest_agent=False):
+        self.control = FakeControl(self.clock, guest, delivered, force_at)
+        return power.power_off(guest, self.control, clean, timeout, retry,
+                               use_guest_agent=use_guest_agent,
                                clock=self.clock)
 
     def test_clean_returns_when_event_arrives_not_at_next_poll(self):
@@ -158,17 +174,63 @@ class PowerOffTest(testtools.TestCase):
     def test_waits_never_exceed_the_poll_interval(self):
         guest = FakeGuest(self.clock)
         self._power_off(guest, timeout=30, retry=10, delivered=False)
-        self.assertTrue(self.event.waits)
-        self.assertLessEqual(max(self.event.waits), power.SAFETY_NET_POLL)
+        self.assertTrue(self.control.waits)
+        self.assertLessEqual(max(self.control.waits), power.SAFETY_NET_POLL)
+
+    def test_forced_request_cuts_a_clean_wait_short(self):
+        guest = FakeGuest(self.clock)   # ignores ACPI
+        result = self._power_off(guest, timeout=60, force_at=112.5)
+        self.assertEqual(('clean', 'forced', 'destroy'),
+                         (result.requested, result.result, result.method))
+        self.assertEqual(112.5, guest.destroyed_at)
+
+    def test_force_before_the_wait_destroys_at_once(self):
+        guest = FakeGuest(self.clock, acpi_delay=1)
+        self.control = FakeControl(self.clock, guest)
+        self.control.force()
+        result = power.power_off(guest, self.control, True, 60, 10,
+                                 clock=self.clock)
+        self.assertEqual([], guest.requests)
+        self.assertEqual('forced', result.result)
+
+    def test_guest_agent_is_asked_first(self):
+        guest = FakeGuest(self.clock, agent='obeys')
+        result = self._power_off(guest, use_guest_agent=True)
+        self.assertEqual(('clean', 'guest-agent'),
+                         (result.result, result.method))
+        self.assertEqual([power.GUEST_AGENT], guest.methods)
+
+    def test_acpi_follows_when_the_guest_agent_cannot_answer(self):
+        guest = FakeGuest(self.clock, acpi_delay=1.0, agent=None)
+        result = self._power_off(guest, use_guest_agent=True)
+        self.assertEqual(('clean', 'acpi'), (result.result, result.method))
+        self.assertEqual([power.GUEST_AGENT, power.ACPI], guest.methods)
+
+    def test_guest_agent_request_ignored_falls_back_to_destroy(self):
+        guest = FakeGuest(self.clock, agent='ignores')
+        result = self._power_off(guest, timeout=25, retry=10,
+                                 use_guest_agent=True)
+        self.assertEqual(('forced', 'destroy'),
+                         (result.result, result.method))
+        self.assertEqual([power.GUEST_AGENT] * 3, guest.methods)
+
+    def test_progress_while_waiting(self):
+        control = power.PowerOffControl(clock=self.clock)
+        self.assertIsNone(control.progress())
+        control.waiting(60)
+        control.requested(power.ACPI)
+        self.clock.now += 12.5
+        self.assertEqual({'elapsed': 12.5, 'timeout': 60, 'method': 'acpi',
+                          'requests': 1}, control.progress())
 
 
 def _obey_on_call(guest, call, delay):
     calls = []
     original = FakeGuest.request_shutdown
 
-    def request_shutdown():
+    def request_shutdown(method):
         calls.append(1)
         if len(calls) == call:
             guest.acpi_delay = delay
-        return original(guest)
+        return original(guest, method)
     return request_shutdown

@@ -41,11 +41,15 @@ def test_domain_xml(instance_uuid, name, vcpus, memory_mb):
     return ET.tostring(domain, encoding='unicode')
 
 
+GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+
+
 def qemu_domain_xml(instance_uuid, name, vcpus, memory_mb, virt_type,
                     console_log, kernel=None, ramdisk=None, cmdline=None,
-                    disk=None):
+                    disk=None, guest_agent=False):
     """A QEMU/KVM guest with ACPI, booting either a kernel+initramfs
-    directly or from a qcow2 disk, its serial console logged to a file."""
+    directly or from a qcow2 disk, its serial console logged to a file,
+    and with the QEMU guest agent's channel when guest_agent is true."""
     domain = _common(virt_type, instance_uuid, name, vcpus, memory_mb)
     os_element = _sub(domain, 'os')
     _sub(os_element, 'type', 'hvm', arch='x86_64', machine='pc')
@@ -80,5 +84,10 @@ def qemu_domain_xml(instance_uuid, name, vcpus, memory_mb, virt_type,
     console = _sub(devices, 'console', type='file')
     _sub(console, 'source', path=console_log)
     _sub(console, 'target', type='serial', port='0')
+    if guest_agent:
+        # libvirt picks the socket path; the channel is what lets
+        # shutdownFlags(GUEST_AGENT) reach the agent inside the guest.
+        channel = _sub(devices, 'channel', type='unix')
+        _sub(channel, 'target', type='virtio', name=GUEST_AGENT_CHANNEL)
     _sub(devices, 'memballoon', model='none')
     return ET.tostring(domain, encoding='unicode')

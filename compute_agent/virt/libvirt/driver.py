@@ -36,9 +36,9 @@ _ALREADY_OFF_ERRORS = frozenset([libvirt.VIR_ERR_OPERATION_INVALID,
 class _DomainGuest(power.Guest):
     """Adapts a libvirt domain to the power-off algorithm."""
 
-    def __init__(self, domain, shutdown_flags):
+    def __init__(self, domain, test_driver):
         self._domain = domain
-        self._shutdown_flags = shutdown_flags
+        self._test_driver = test_driver
 
     def is_off(self):
         try:
@@ -50,12 +50,33 @@ class _DomainGuest(power.Guest):
         return state in (libvirt.VIR_DOMAIN_SHUTOFF,
                          libvirt.VIR_DOMAIN_CRASHED)
 
-    def request_shutdown(self):
-        return _unless_already_off(
-            lambda: self._domain.shutdownFlags(self._shutdown_flags))
+    def request_shutdown(self, method):
+        if self._test_driver:
+            # The test driver takes no shutdown method flags.
+            return _unless_already_off(self._domain.shutdown)
+        if method == power.GUEST_AGENT:
+            try:
+                return _unless_already_off(lambda: self._domain.shutdownFlags(
+                    libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT))
+            except libvirt.libvirtError as error:
+                if error.get_error_code() in _AGENT_UNAVAILABLE_ERRORS:
+                    raise power.GuestAgentUnavailable(
+                        error.get_error_message())
+                raise
+        return _unless_already_off(lambda: self._domain.shutdownFlags(
+            libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN))
 
     def destroy(self):
         return _unless_already_off(self._domain.destroy)
+
+
+# libvirt errors that mean the guest agent cannot take a request now.
+_AGENT_UNAVAILABLE_ERRORS = frozenset([
+    libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+    libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+    libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+    libvirt.VIR_ERR_AGENT_UNSYNCED,
+])
 
 
 def _unless_already_off(operation):
@@ -139,7 +160,8 @@ class LibvirtDriver(driver.ComputeDriver):
             instance_uuid, name, vcpus, memory_mb, self._virt_type,
             console_log=self.console_log_path(instance_uuid),
             kernel=image.get('kernel'), ramdisk=image.get('ramdisk'),
-            cmdline=image.get('cmdline'), disk=disk)
+            cmdline=image.get('cmdline'), disk=disk,
+            guest_agent=has_guest_agent(image))
 
     def _cleanup_after_failed_spawn(self, instance_uuid):
         try:
@@ -166,24 +188,23 @@ class LibvirtDriver(driver.ComputeDriver):
                 reason='no such domain on this host')
         return domain
 
-    def power_off(self, instance_uuid, clean, timeout, retry_interval):
+    def power_off(self, instance_uuid, clean, timeout, retry_interval,
+                  control=None, use_guest_agent=False):
+        control = control or power.PowerOffControl()
         domain = self._lookup(instance_uuid)
         if domain is None:
             return driver.PowerOffResult(
                 requested='clean' if clean else 'forced', result='clean',
                 method='already-off', seconds=0.0, timeout=timeout)
-        off_event = self._host.watch_power_off(instance_uuid)
+        self._host.watch_power_off(instance_uuid, control)
         try:
-            # The test driver supports no shutdown method flags.
-            flags = 0 if self._is_test_driver else \
-                libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
-            return power.power_off(_DomainGuest(domain, flags), off_event,
-                                   clean,
-                                   timeout, retry_interval)
+            return power.power_off(
+                _DomainGuest(domain, self._is_test_driver), control, clean,
+                timeout, retry_interval, use_guest_agent=use_guest_agent)
         except libvirt.libvirtError as error:
             raise self._fail('power off', instance_uuid, error)
         finally:
-            self._host.unwatch_power_off(instance_uuid, off_event)
+            self._host.unwatch_power_off(instance_uuid, control)
 
     def delete(self, instance_uuid):
         try:
@@ -206,6 +227,12 @@ class LibvirtDriver(driver.ComputeDriver):
         except libvirt.libvirtError as error:
             raise self._fail('read the power state of', instance_uuid,
                              error)
+
+
+def has_guest_agent(image):
+    """The image says its guests run the QEMU guest agent."""
+    value = (image.get('properties') or {}).get('hw_qemu_guest_agent', '')
+    return str(value).strip().lower() in ('yes', 'true', '1')
 
 
 def _create_overlay(base, overlay):

@@ -103,10 +103,9 @@ class Host:
                 for waiter in waiters:
                     waiter.set()
 
-    def watch_power_off(self, uuid):
-        """An Event set when the guest stops; release it with
+    def watch_power_off(self, uuid, waiter):
+        """Call waiter.set() when the guest stops, until
         unwatch_power_off()."""
-        waiter = threading.Event()
         with self._waiters_lock:
             self._off_waiters[uuid].add(waiter)
         return waiter

@@ -1,13 +1,15 @@
 """Clean-then-forced power-off, independent of libvirt's API.
 
-The guest is asked to shut down; the request is re-sent every retry
-interval, because a guest can miss an ACPI event while it boots or is
-busy. The wait ends the moment the guest is reported off: the lifecycle
-event wakes it at once, and a state poll every few seconds is only the
-safety net for a lost event. When the timeout runs out the guest is
-destroyed.
+The guest is asked to shut down (through its guest agent first when it has
+one, else the ACPI power button); the request is re-sent every retry
+interval, because a guest can miss it while it boots or is busy. The wait
+ends the moment the guest is reported off: the lifecycle event wakes it at
+once, and a state poll every few seconds is only the safety net for a lost
+event. When the timeout runs out, or a forced request arrives meanwhile,
+the guest is destroyed.
 """
 
+import threading
 import time
 
 from compute_agent.virt import driver
@@ -15,6 +17,13 @@ from compute_agent.virt import driver
 # How often the guest's state is polled while waiting for its lifecycle
 # event, in case the event is lost (e.g. the event connection dropped).
 SAFETY_NET_POLL = 2.0
+
+GUEST_AGENT = 'guest-agent'
+ACPI = 'acpi'
+
+
+class GuestAgentUnavailable(Exception):
+    """The guest agent did not take the shutdown request."""
 
 
 class Guest:
@@ -24,9 +33,10 @@ class Guest:
     def is_off(self):
         raise NotImplementedError
 
-    def request_shutdown(self):
-        """Ask the guest to power off. Returns False when the guest turned
-        out to be off already."""
+    def request_shutdown(self, method):
+        """Ask the guest to power off by method (ACPI or GUEST_AGENT).
+        Returns False when the guest turned out to be off already; raises
+        GuestAgentUnavailable when the agent cannot take the request."""
         raise NotImplementedError
 
     def destroy(self):
@@ -34,41 +44,121 @@ class Guest:
         raise NotImplementedError
 
 
-def power_off(guest, off_event, clean, timeout, retry_interval,
-              clock=time.monotonic, safety_net_poll=SAFETY_NET_POLL):
+class PowerOffControl:
+    """The line between a waiting power-off and the rest of the agent.
+
+    libvirt's event dispatcher calls set() when the guest stops; a forced
+    request for the same guest calls force(); both wake the wait at once.
+    progress() tells the status report how the wait is going.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._forced = False
+        self._started = None
+        self._timeout = None
+        self._method = None
+        self._requests = 0
+
+    def set(self):
+        self._wake.set()
+
+    def force(self):
+        with self._lock:
+            self._forced = True
+        self._wake.set()
+
+    @property
+    def forced(self):
+        with self._lock:
+            return self._forced
+
+    def wait(self, timeout):
+        woken = self._wake.wait(timeout)
+        self._wake.clear()
+        return woken
+
+    def waiting(self, timeout):
+        with self._lock:
+            self._started, self._timeout = self._clock(), timeout
+
+    def requested(self, method):
+        with self._lock:
+            self._method = method
+            self._requests += 1
+
+    def progress(self):
+        """None until a clean power-off waits, then where it stands."""
+        with self._lock:
+            if self._started is None:
+                return None
+            return {'elapsed': round(self._clock() - self._started, 3),
+                    'timeout': self._timeout, 'method': self._method,
+                    'requests': self._requests}
+
+
+def power_off(guest, control, clean, timeout, retry_interval,
+              use_guest_agent=False, clock=time.monotonic,
+              safety_net_poll=SAFETY_NET_POLL):
     """Power guest off; return a driver.PowerOffResult.
 
-    :param off_event: a threading.Event-like object set when the guest's
-        lifecycle event says it stopped. Subscribe it before calling, so an
-        event that arrives between the request and the wait is not missed.
+    :param control: a PowerOffControl registered for the guest's lifecycle
+        events before this is called, so an event that arrives between the
+        request and the wait is not missed.
     """
     requested = 'clean' if clean else 'forced'
     started = clock()
+    requests = 0
 
-    def result(how, method, requests=0):
+    def result(how, method):
         return driver.PowerOffResult(
             requested=requested, result=how, method=method,
             seconds=clock() - started, timeout=timeout,
             shutdown_requests=requests)
 
+    def forced_off():
+        if guest.destroy():
+            return result('forced', 'destroy')
+        return result('clean', method or 'already-off')
+
+    method = None
     if guest.is_off():
         return result('clean', 'already-off')
-    if not clean or timeout <= 0:
-        return result('forced', 'destroy' if guest.destroy()
-                      else 'already-off')
+    if not clean or timeout <= 0 or control.forced:
+        return forced_off()
 
+    control.waiting(timeout)
     deadline = started + timeout
-    requests = 0
     while clock() < deadline:
+        method = _request_shutdown(guest, use_guest_agent)
+        if method is None:
+            return result('clean', 'already-off')
         requests += 1
-        if not guest.request_shutdown():
-            return result('clean', 'already-off', requests)
+        control.requested(method)
         next_request = min(clock() + retry_interval, deadline)
         while clock() < next_request:
-            wait = min(next_request - clock(), safety_net_poll)
-            if off_event.wait(max(wait, 0)) or guest.is_off():
-                return result('clean', 'acpi', requests)
-    if guest.is_off() or not guest.destroy():
+            control.wait(max(min(next_request - clock(), safety_net_poll),
+                             0))
+            if guest.is_off():
+                return result('clean', method)
+            if control.forced:
+                return forced_off()
+    if guest.is_off():
         # It went off by itself just as the time ran out.
-        return result('clean', 'acpi', requests)
-    return result('forced', 'destroy', requests)
+        return result('clean', method)
+    return forced_off()
+
+
+def _request_shutdown(guest, use_guest_agent):
+    """Send one shutdown request; return the method that took it, or None
+    when the guest is off already. The guest agent goes first when the
+    guest has one; ACPI is the fallback when the agent does not answer."""
+    if use_guest_agent:
+        try:
+            return GUEST_AGENT if guest.request_shutdown(GUEST_AGENT) \
+                else None
+        except GuestAgentUnavailable:
+            pass
+    return ACPI if guest.request_shutdown(ACPI) else None

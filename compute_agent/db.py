@@ -1,4 +1,5 @@
-"""Local state: instance records in a SQLite file under state_path.
+"""Local state in a SQLite file under state_path: instance records, the
+action history of each instance, and the snapshots of the image store.
 
 Records are handed around as plain dicts in the wire contract's shape, so
 nothing outside this module sees SQLAlchemy objects. State changes that
@@ -33,6 +34,7 @@ class Instance(Base):
     memory_mb: orm.Mapped[int]
     image: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
     last_power_off: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
+    snapshot_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(36))
     created_at: orm.Mapped[datetime.datetime]
     updated_at: orm.Mapped[datetime.datetime]
 
@@ -47,7 +49,54 @@ class Instance(Base):
             'flavor': {'vcpus': self.vcpus, 'memory_mb': self.memory_mb},
             'image': self.image,
             'last_power_off': self.last_power_off,
+            'snapshot_id': self.snapshot_id,
         }
+
+
+class InstanceAction(Base):
+    __tablename__ = 'instance_actions'
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36),
+                                                       index=True)
+    request_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    action: orm.Mapped[str] = orm.mapped_column(sa.String(32))
+    start_time: orm.Mapped[datetime.datetime]
+    finish_time: orm.Mapped[datetime.datetime | None]
+    result: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    power_off: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
+    message: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+
+    def to_primitive(self):
+        return {
+            'id': self.id, 'request_id': self.request_id,
+            'action': self.action,
+            'start_time': _iso(self.start_time),
+            'finish_time': _iso(self.finish_time),
+            'result': self.result, 'power_off': self.power_off,
+            'message': self.message,
+        }
+
+
+class Snapshot(Base):
+    __tablename__ = 'snapshots'
+
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(36), primary_key=True)
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36))
+    path: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    size: orm.Mapped[int | None]
+    source_image: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+    created_at: orm.Mapped[datetime.datetime]
+
+    def to_primitive(self):
+        return {'id': self.id, 'instance_uuid': self.instance_uuid,
+                'path': self.path, 'size': self.size,
+                'source_image': self.source_image,
+                'created_at': _iso(self.created_at)}
+
+
+def _iso(moment):
+    return None if moment is None else moment.isoformat() + 'Z'
 
 
 def _now():
@@ -63,8 +112,23 @@ class Database:
             f'sqlite:///{path}',
             connect_args={'check_same_thread': False, 'timeout': 30})
         Base.metadata.create_all(self._engine)
+        self._add_missing_columns()
         self._session = orm.sessionmaker(self._engine,
                                          expire_on_commit=False)
+
+    def _add_missing_columns(self):
+        """Bring a database written by an older agent up to date:
+        create_all() adds new tables but not new columns."""
+        inspector = sa.inspect(self._engine)
+        for table in Base.metadata.sorted_tables:
+            present = {c['name'] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(self._engine.dialect)
+                    with self._engine.begin() as connection:
+                        connection.execute(sa.text(
+                            f'ALTER TABLE {table.name} ADD COLUMN '
+                            f'{column.name} {kind}'))
 
     def create_instance(self, **values):
         """Insert a record; False when the uuid is already taken."""
@@ -113,3 +177,50 @@ class Database:
             if session.execute(query.values(**values)).rowcount != 1:
                 return None
             return session.get(Instance, uuid).to_primitive()
+
+    # -- actions ---------------------------------------------------------
+
+    def start_action(self, instance_uuid, request_id, action):
+        with self._session.begin() as session:
+            record = InstanceAction(
+                instance_uuid=instance_uuid, request_id=request_id,
+                action=action, start_time=_now(), result='running')
+            session.add(record)
+            session.flush()
+            return record.id
+
+    def finish_action(self, action_id, result, power_off=None,
+                      message=None):
+        with self._session.begin() as session:
+            record = session.get(InstanceAction, action_id)
+            record.finish_time = _now()
+            record.result = result
+            record.power_off = power_off
+            record.message = message
+
+    def list_actions(self, instance_uuid):
+        query = (sa.select(InstanceAction)
+                 .where(InstanceAction.instance_uuid == instance_uuid)
+                 .order_by(InstanceAction.id))
+        with self._session() as session:
+            return [r.to_primitive() for r in session.scalars(query)]
+
+    # -- snapshots -------------------------------------------------------
+
+    def create_snapshot(self, **values):
+        with self._session.begin() as session:
+            record = Snapshot(created_at=_now(), **values)
+            session.add(record)
+            session.flush()
+            return record.to_primitive()
+
+    def get_snapshot(self, snapshot_id):
+        with self._session() as session:
+            record = session.get(Snapshot, snapshot_id)
+            return record.to_primitive() if record else None
+
+    def delete_snapshot(self, snapshot_id):
+        with self._session.begin() as session:
+            record = session.get(Snapshot, snapshot_id)
+            if record is not None:
+                session.delete(record)

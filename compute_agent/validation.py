@@ -89,34 +89,32 @@ def build_request(spec):
         'name': name,
         'vcpus': _positive_int(spec, 'vcpus'),
         'memory_mb': memory_mb,
-        'image': _image(spec['image']),
+        'image': image_spec(spec['image'], 'instance.image'),
     }
 
 
-def _image(image):
+def image_spec(image, argument):
+    """Validate an image spec (build's instance.image, a rescue image)."""
     if not isinstance(image, dict):
-        raise _invalid('instance.image must be an object with "id" and '
-                       '"properties"')
+        raise _invalid(f'{argument} must be an object with "id" and '
+                       f'"properties"')
     unknown = {str(key) for key in image} - _IMAGE_KEYS
     if unknown:
-        raise _invalid(f'instance.image has unknown field(s) '
+        raise _invalid(f'{argument} has unknown field(s) '
                        f'{", ".join(sorted(unknown))}; accepted: '
                        f'{", ".join(sorted(_IMAGE_KEYS))}')
     if not isinstance(image.get('id'), str) or not image['id']:
-        raise _invalid('instance.image.id must be a non-empty string')
+        raise _invalid(f'{argument}.id must be a non-empty string')
     properties = image.get('properties', {})
     if not isinstance(properties, dict) or not all(
             isinstance(key, str) for key in properties):
-        raise _invalid('instance.image.properties must be an object')
+        raise _invalid(f'{argument}.properties must be an object')
     for key in ('kernel', 'ramdisk', 'cmdline', 'disk'):
         if key in image and not isinstance(image[key], str):
-            raise _invalid(f'instance.image.{key} must be a string')
+            raise _invalid(f'{argument}.{key} must be a string')
     if ('kernel' in image) != ('ramdisk' in image):
-        raise _invalid('instance.image.kernel and instance.image.ramdisk '
-                       'go together')
-    if 'disk' in image and 'kernel' in image:
-        raise _invalid('instance.image takes either kernel+ramdisk or disk, '
-                       'not both')
+        raise _invalid(f'{argument}.kernel and {argument}.ramdisk go '
+                       f'together')
     if 'cmdline' in image and 'kernel' not in image:
-        raise _invalid('instance.image.cmdline needs kernel and ramdisk')
+        raise _invalid(f'{argument}.cmdline needs kernel and ramdisk')
     return dict(image, properties=dict(properties))

@@ -17,6 +17,7 @@ from oslo_service import service as oslo_service
 
 from compute_agent import conf as agent_conf
 from compute_agent import db
+from compute_agent import image_store
 from compute_agent import manager
 from compute_agent import rpc
 from compute_agent import service
@@ -34,9 +35,11 @@ def build_service(conf):
         conf.state_path)
     LOG.info("compute-agent starting as host %s on %s", conf.host,
              conf.libvirt.connection_uri)
+    database = db.Database(os.path.join(conf.state_path, 'agent.sqlite'))
     compute_manager = manager.ComputeManager(
-        host=conf.host, driver=driver,
-        database=db.Database(os.path.join(conf.state_path, 'agent.sqlite')),
+        host=conf.host, driver=driver, database=database,
+        image_store=image_store.ImageStore(
+            os.path.join(conf.state_path, 'images'), database),
         default_shutdown_timeout=conf.shutdown_timeout,
         shutdown_retry_interval=conf.compute.shutdown_retry_interval)
     return service.Service(conf, compute_manager, rpc.get_transport(conf),

@@ -14,6 +14,13 @@ CRASHED = 'crashed'
 NOSTATE = 'nostate'
 
 
+def wants_guest_agent(image_properties):
+    """The image says its guests run the QEMU guest agent: the guest gets
+    the agent's channel, and power-offs ask the agent first."""
+    value = (image_properties or {}).get('hw_qemu_guest_agent', '')
+    return str(value).strip().lower() in ('yes', 'true', '1')
+
+
 @dataclasses.dataclass(frozen=True)
 class PowerOffResult:
     """What a power-off did: ``result`` is 'clean' when the guest went off

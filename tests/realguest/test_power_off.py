@@ -53,7 +53,7 @@ class RealGuestTestCase(testtools.TestCase):
         self.rpc = self.useFixture(rpc.AgentRPCClient(
             self.broker.transport_url, self.agent.host, timeout=180))
 
-    def boot(self, honours_acpi, **properties):
+    def boot(self, honours_acpi, with_disk=False, **properties):
         initramfs = self.images['initramfs_acpi' if honours_acpi
                                 else 'initramfs_noacpi']
         instance = {
@@ -64,6 +64,8 @@ class RealGuestTestCase(testtools.TestCase):
                       'kernel': self.images['kernel'],
                       'ramdisk': initramfs,
                       'cmdline': libvirtd.GUEST_CMDLINE}}
+        if with_disk:
+            instance['image']['disk'] = self.images['disk']
         record = self.rpc.call('build_and_run_instance', instance=instance)
         self.assertEqual(('active', 'running'),
                          (record['vm_state'], record['power_state']))

@@ -11,6 +11,7 @@ import testtools
 
 from compute_agent import db
 from compute_agent import exception
+from compute_agent import image_store
 from compute_agent import manager
 from tests.unit import fakes
 
@@ -41,9 +42,12 @@ class ManagerTestCase(testtools.TestCase):
         self.ctxt = {'request_id': 'req-test'}
 
     def _new_manager(self, default_timeout=60):
+        database = db.Database(self.db_path)
+        self.images_path = os.path.join(self.state_dir, 'images')
+        os.makedirs(self.images_path, exist_ok=True)
         compute = manager.ComputeManager(
-            host=HOST, driver=self.driver,
-            database=db.Database(self.db_path),
+            host=HOST, driver=self.driver, database=database,
+            image_store=image_store.ImageStore(self.images_path, database),
             default_shutdown_timeout=default_timeout,
             shutdown_retry_interval=10)
         compute.init_host(FakeService())
@@ -75,7 +79,8 @@ class LifecycleTest(ManagerTestCase):
         record = self.boot(name='web')
         self.assertEqual(
             {'uuid', 'name', 'host', 'vm_state', 'task_state',
-             'power_state', 'flavor', 'image', 'last_power_off'},
+             'power_state', 'flavor', 'image', 'last_power_off',
+             'snapshot_id'},
             set(record))
         self.assertEqual(('active', 'running', None, HOST),
                          (record['vm_state'], record['power_state'],
@@ -108,7 +113,7 @@ class LifecycleTest(ManagerTestCase):
         self.assertEqual(('forced', 'forced'),
                          (record['last_power_off']['requested'],
                           record['last_power_off']['result']))
-        self.assertEqual((uuid_, False, 0, 10),
+        self.assertEqual((uuid_, False, 0, 10, False),
                          self.driver.power_off_calls[-1])
 
     def test_timeout_precedence_reaches_the_driver(self):
@@ -315,3 +320,225 @@ class ArgumentShapeTest(ManagerTestCase):
         self.assertRaises(exception.InvalidInput,
                           self.manager.list_instances, self.ctxt, host='x')
         self.assertUnchanged(record)
+
+
+class FakeServiceWithWork(FakeService):
+    """Reports one in-flight request, as the tracker would."""
+
+    def __init__(self, request_id):
+        self.request_id = request_id
+
+    def status(self):
+        return {'state': 'running', 'graceful_shutdown_timeout': 180,
+                'in_flight': [{'method': 'stop_instance',
+                               'request_id': self.request_id,
+                               'instance_uuid': None, 'elapsed': 1.0}]}
+
+
+class ForceOverrideTest(ManagerTestCase):
+    def _start_waiting_stop(self, uuid_):
+        """A clean stop of a guest that waits until forced, in a thread."""
+        self.driver.guests[uuid_]['waits_for_force'] = True
+        results = {}
+        stopper = threading.Thread(
+            target=lambda: results.update(first=self.manager.stop_instance(
+                {'request_id': 'req-clean'}, uuid_)))
+        stopper.start()
+        self.assertTrue(_until(lambda: self.manager._power_off_progress()))
+        return stopper, results
+
+    def test_forced_stop_cuts_a_clean_stop_short(self):
+        uuid_ = self.boot()['uuid']
+        stopper, results = self._start_waiting_stop(uuid_)
+        second = self.manager.stop_instance(self.ctxt, uuid_,
+                                            clean_shutdown=False)
+        stopper.join(10)
+        self.assertEqual('forced', results['first']['last_power_off']
+                         ['result'])
+        self.assertEqual(('stopped', None),
+                         (second['vm_state'], second['task_state']))
+
+    def test_forced_delete_cuts_a_clean_stop_short_then_deletes(self):
+        uuid_ = self.boot()['uuid']
+        stopper, results = self._start_waiting_stop(uuid_)
+        deleted = self.manager.terminate_instance(self.ctxt, uuid_,
+                                                  clean_shutdown=False)
+        stopper.join(10)
+        self.assertEqual('forced', results['first']['last_power_off']
+                         ['result'])
+        self.assertEqual('deleted', deleted['vm_state'])
+
+    def test_a_clean_second_request_is_still_refused(self):
+        uuid_ = self.boot()['uuid']
+        stopper, _ = self._start_waiting_stop(uuid_)
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.terminate_instance, self.ctxt, uuid_)
+        self.manager.stop_instance(self.ctxt, uuid_, clean_shutdown=False)
+        stopper.join(10)
+
+    def test_progress_of_the_waiting_power_off_is_in_the_status(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.init_host(FakeServiceWithWork('req-clean'))
+        stopper, _ = self._start_waiting_stop(uuid_)
+        status = self.manager.get_service_status(self.ctxt)
+        progress = status['in_flight'][0]['power_off']
+        self.assertEqual((60, 'acpi', 1),
+                         (progress['timeout'], progress['method'],
+                          progress['requests']))
+        self.manager.stop_instance(self.ctxt, uuid_, clean_shutdown=False)
+        stopper.join(10)
+
+
+class GuestAgentAndPausedTest(ManagerTestCase):
+    def test_guest_agent_property_asks_the_agent_first(self):
+        uuid_ = self.boot(image={'id': 'i', 'properties': {
+            'hw_qemu_guest_agent': 'yes'}})['uuid']
+        record = self.manager.stop_instance(self.ctxt, uuid_)
+        self.assertTrue(self.driver.power_off_calls[-1][4])
+        self.assertEqual('guest-agent', record['last_power_off']['method'])
+
+    def test_paused_guest_takes_the_forced_path_and_says_so(self):
+        uuid_ = self.boot()['uuid']
+        self.driver.guests[uuid_]['state'] = 'paused'
+        record = self.manager.shelve_instance(self.ctxt, uuid_)
+        last = record['last_power_off']
+        self.assertEqual(('clean', 'forced'),
+                         (last['requested'], last['result']))
+        self.assertIn('paused', last['note'])
+        self.assertFalse(self.driver.power_off_calls[-1][1])
+
+
+class RescueTest(ManagerTestCase):
+    def test_rescue_with_own_image_and_unrescue(self):
+        record = self.boot()
+        rescued = self.manager.rescue_instance(self.ctxt, record['uuid'])
+        self.assertEqual(('rescued', 'running'),
+                         (rescued['vm_state'], rescued['power_state']))
+        self.assertEqual('clean', rescued['last_power_off']['result'])
+        self.assertEqual(record['image'],
+                         self.driver.guests[record['uuid']]['rescue'])
+        back = self.manager.unrescue_instance(self.ctxt, record['uuid'])
+        self.assertEqual('active', back['vm_state'])
+        self.assertIsNone(self.driver.guests[record['uuid']]['rescue'])
+
+    def test_rescue_from_a_given_image_of_a_stopped_guest(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.stop_instance(self.ctxt, uuid_)
+        image = {'id': 'rescue-cd', 'properties': {}, 'kernel': '/k',
+                 'ramdisk': '/r'}
+        rescued = self.manager.rescue_instance(self.ctxt, uuid_,
+                                               rescue_image=image,
+                                               clean_shutdown=False)
+        self.assertEqual('already-off',
+                         rescued['last_power_off']['method'])
+        self.assertEqual('rescue-cd',
+                         self.driver.guests[uuid_]['rescue']['id'])
+
+    def test_unknown_or_malformed_rescue_image_changes_nothing(self):
+        record = self.boot()
+        for rescue_image in ('no-such-snapshot', {'id': 'x', 'bogus': 1},
+                             42):
+            self.assertRaises(exception.InvalidInput,
+                              self.manager.rescue_instance, self.ctxt,
+                              record['uuid'], rescue_image=rescue_image)
+            self.assertUnchanged(record)
+        self.assertEqual([], self.driver.power_off_calls)
+
+    def test_unrescue_needs_a_rescued_instance(self):
+        uuid_ = self.boot()['uuid']
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.unrescue_instance, self.ctxt, uuid_)
+
+
+class ShelveTest(ManagerTestCase):
+    def test_shelve_and_unshelve_a_guest_with_a_disk(self):
+        uuid_ = self.boot(image={'id': 'i', 'properties': {},
+                                 'disk': '/base.qcow2'})['uuid']
+        shelved = self.manager.shelve_instance(self.ctxt, uuid_,
+                                               shutdown_timeout=5)
+        self.assertEqual(('shelved', 'shutdown', 5),
+                         (shelved['vm_state'], shelved['power_state'],
+                          shelved['last_power_off']['timeout']))
+        snapshot = self.manager._images.get(shelved['snapshot_id'])
+        self.assertTrue(os.path.isfile(snapshot['path']))
+        back = self.manager.unshelve_instance(self.ctxt, uuid_)
+        self.assertEqual(('active', None),
+                         (back['vm_state'], back['snapshot_id']))
+        self.assertFalse(os.path.exists(snapshot['path']))
+
+    def test_offload_directly_then_unshelve_from_the_snapshot(self):
+        uuid_ = self.boot(image={'id': 'i', 'properties': {},
+                                 'disk': '/base.qcow2'})['uuid']
+        offloaded = self.manager.shelve_offload_instance(self.ctxt, uuid_)
+        self.assertEqual(('shelved_offloaded', 'nostate'),
+                         (offloaded['vm_state'], offloaded['power_state']))
+        self.assertNotIn(uuid_, self.driver.guests)
+        snapshot_path = self.manager._images.get(
+            offloaded['snapshot_id'])['path']
+        self.manager.unshelve_instance(self.ctxt, uuid_)
+        self.assertEqual(snapshot_path,
+                         self.driver.guests[uuid_]['image']['disk'])
+
+    def test_offload_after_shelve_skips_the_power_off(self):
+        uuid_ = self.boot()['uuid']
+        shelved = self.manager.shelve_instance(self.ctxt, uuid_)
+        calls = len(self.driver.power_off_calls)
+        offloaded = self.manager.shelve_offload_instance(self.ctxt, uuid_)
+        self.assertEqual(calls, len(self.driver.power_off_calls))
+        self.assertEqual(shelved['last_power_off'],
+                         offloaded['last_power_off'])
+        self.assertEqual(shelved['snapshot_id'], offloaded['snapshot_id'])
+
+    def test_diskless_guest_snapshot_says_it_had_no_disk(self):
+        uuid_ = self.boot()['uuid']
+        shelved = self.manager.shelve_instance(self.ctxt, uuid_)
+        snapshot = self.manager._images.get(shelved['snapshot_id'])
+        self.assertEqual((None, None), (snapshot['path'], snapshot['size']))
+
+    def test_shelve_of_a_deleted_instance_is_refused(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.terminate_instance(self.ctxt, uuid_)
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.shelve_instance, self.ctxt, uuid_)
+
+    def test_delete_of_a_shelved_instance_drops_its_snapshot(self):
+        uuid_ = self.boot(image={'id': 'i', 'properties': {},
+                                 'disk': '/base.qcow2'})['uuid']
+        snapshot_id = self.manager.shelve_offload_instance(
+            self.ctxt, uuid_)['snapshot_id']
+        self.manager.terminate_instance(self.ctxt, uuid_)
+        self.assertIsNone(self.manager._images.get(snapshot_id))
+
+
+class ActionRecordTest(ManagerTestCase):
+    def test_each_operation_leaves_an_action(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.stop_instance({'request_id': 'req-stop'}, uuid_)
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.stop_instance,
+                          {'request_id': 'req-again'}, uuid_)
+        actions = self.manager.get_instance_actions(self.ctxt, uuid_)
+        self.assertEqual(
+            [('build', 'success'), ('stop', 'success'), ('stop', 'error')],
+            [(a['action'], a['result']) for a in actions])
+        self.assertEqual('clean', actions[1]['power_off']['result'])
+        self.assertEqual('req-stop', actions[1]['request_id'])
+        self.assertIn('stopped', actions[2]['message'])
+        self.assertIsNotNone(actions[2]['finish_time'])
+
+    def test_bad_input_leaves_no_action(self):
+        uuid_ = self.boot()['uuid']
+        self.assertRaises(exception.InvalidInput, self.manager.stop_instance,
+                          self.ctxt, uuid_, shutdown_timeout=-1)
+        self.assertEqual(['build'], [a['action'] for a in
+                                     self.manager.get_instance_actions(
+                                         self.ctxt, uuid_)])
+
+
+def _until(predicate, timeout=10.0):
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        pause.wait(0.01)
+    return False

@@ -220,12 +220,13 @@ class TestBuildRequest(_InvalidInputMixin, testtools.TestCase):
         self.assertInvalid('instance.image.kernel', validation.build_request,
                            _spec(image=_image(ramdisk='/boot/initrd')))
 
-    def test_disk_and_kernel(self):
+    def test_direct_kernel_boot_with_a_disk_attached(self):
+        # RPC 1.2: a kernel and initramfs may boot a guest whose disk is
+        # attached as its first drive.
         image = _image(kernel='/boot/vmlinuz', ramdisk='/boot/initrd',
                        disk='/var/lib/images/base.qcow2')
-        error = self.assertInvalid('instance.image', validation.build_request,
-                                   _spec(image=image))
-        self.assertIn('disk', str(error))
+        spec = validation.build_request(_spec(image=image))
+        self.assertEqual('/var/lib/images/base.qcow2', spec['image']['disk'])
 
     def test_cmdline_without_kernel(self):
         image = _image(cmdline='console=ttyS0',

@@ -161,7 +161,7 @@ class LibvirtDriver(driver.ComputeDriver):
             console_log=self.console_log_path(instance_uuid),
             kernel=image.get('kernel'), ramdisk=image.get('ramdisk'),
             cmdline=image.get('cmdline'), disk=disk,
-            guest_agent=has_guest_agent(image))
+            guest_agent=driver.wants_guest_agent(image.get('properties')))
 
     def _cleanup_after_failed_spawn(self, instance_uuid):
         try:
@@ -227,12 +227,6 @@ class LibvirtDriver(driver.ComputeDriver):
         except libvirt.libvirtError as error:
             raise self._fail('read the power state of', instance_uuid,
                              error)
-
-
-def has_guest_agent(image):
-    """The image says its guests run the QEMU guest agent."""
-    value = (image.get('properties') or {}).get('hw_qemu_guest_agent', '')
-    return str(value).strip().lower() in ('yes', 'true', '1')
 
 
 def _create_overlay(base, overlay):

@@ -1,0 +1,273 @@
+"""What every RPC operation of the manager shares.
+
+An operation validates its arguments before touching anything, then
+claims the instance by moving it into a task state with a compare-and-swap
+(a second request for a busy instance is refused, not queued), runs the
+long part, and commits the outcome. Because the task state is committed
+before the long part starts, a restart after a crash finds the interrupted
+operations and settles them from what libvirt says (init_host).
+
+Each operation on an existing instance leaves an action record (request
+id, start, end, result, power-off, error message).
+"""
+
+import contextlib
+import functools
+import inspect
+import logging
+import threading
+import time
+
+import oslo_messaging
+
+from compute_agent import exception
+from compute_agent import power_policy
+from compute_agent.virt import driver as virt_driver
+from compute_agent.virt.libvirt import power as virt_power
+
+LOG = logging.getLogger(__name__)
+
+ACTIVE, STOPPED, BUILDING, ERROR, DELETED = (
+    'active', 'stopped', 'building', 'error', 'deleted')
+RESCUED, SHELVED, SHELVED_OFFLOADED = (
+    'rescued', 'shelved', 'shelved_offloaded')
+
+# How long a forced request waits for the operation whose clean power-off
+# it cut short to finish its remaining steps (a shelve copies a disk).
+FORCE_WAIT_TIMEOUT = 600
+FORCE_WAIT_POLL = 0.1
+
+_declare_expected = oslo_messaging.expected_exceptions(*exception.EXPECTED)
+
+
+def remotable(method):
+    """Mark an RPC method: arguments that do not fit its signature are
+    refused with InvalidInput (not a TypeError traceback), and the
+    contract's exceptions are declared so they are not logged as errors."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def checked(self, ctxt, *args, **kwargs):
+        try:
+            signature.bind(self, ctxt, *args, **kwargs)
+        except TypeError as error:
+            raise exception.InvalidInput(
+                reason=f'{method.__name__}: {error}') from None
+        return method(self, ctxt, *args, **kwargs)
+    return _declare_expected(checked)
+
+
+class ActionReport:
+    """Filled in by an operation for its action record."""
+
+    power_off = None
+
+
+class ManagerBase:
+    def __init__(self, host, driver, database, image_store,
+                 default_shutdown_timeout, shutdown_retry_interval):
+        self._host = host
+        self._driver = driver
+        self._db = database
+        self._images = image_store
+        self._default_shutdown_timeout = default_shutdown_timeout
+        self._retry_interval = shutdown_retry_interval
+        self._service_status = None
+        self._power_offs = {}   # instance uuid -> (request id, control)
+        self._power_offs_lock = threading.Lock()
+
+    # -- start-up -------------------------------------------------------
+
+    def init_host(self, service):
+        self._service_status = service.status
+        self._driver.init_host(self._host)
+        for record in self._db.list_interrupted(self._host):
+            try:
+                self._reconcile(record)
+            except exception.HypervisorError as error:
+                # One guest libvirt cannot settle must not keep the agent,
+                # and every other guest, out of service.
+                LOG.error('Could not settle interrupted instance %s: %s; '
+                          'marking it error', record['uuid'], error)
+                self._db.update_instance(record['uuid'], task_state=None,
+                                         vm_state=ERROR)
+
+    def _reconcile(self, record):
+        uuid, task = record['uuid'], record['task_state']
+        power_state = self._driver.get_power_state(uuid)
+        if task == 'deleting':
+            self._driver.delete(uuid)
+            values = {'vm_state': DELETED, 'power_state': 'nostate'}
+        elif record['vm_state'] in (BUILDING, RESCUED, SHELVED,
+                                    SHELVED_OFFLOADED):
+            # Half-built, or half-way between two definitions: only an
+            # operator can tell what the guest should be now.
+            values = {'vm_state': ERROR, 'power_state': power_state}
+        elif power_state == virt_driver.RUNNING:
+            values = {'vm_state': ACTIVE, 'power_state': power_state}
+        elif power_state == virt_driver.SHUTDOWN:
+            values = {'vm_state': STOPPED, 'power_state': power_state}
+        else:
+            values = {'vm_state': ERROR, 'power_state': power_state}
+        LOG.warning('Instance %s was interrupted during %s by an earlier '
+                    'stop of the agent; libvirt reports it %s, so it is now '
+                    '%s', uuid, task, power_state, values['vm_state'])
+        self._db.update_instance(uuid, task_state=None, **values)
+
+    # -- records ----------------------------------------------------------
+
+    def _get(self, instance_uuid):
+        record = self._db.get_instance(instance_uuid)
+        if record is None or record['host'] != self._host:
+            raise exception.InstanceNotFound(instance_uuid=instance_uuid,
+                                             host=self._host)
+        return record
+
+    def _begin(self, instance_uuid, action, allowed_vm_states, task_state):
+        """Claim the instance for one operation, or explain why not."""
+        record = self._get(instance_uuid)
+        if record['task_state'] is None and \
+                record['vm_state'] in allowed_vm_states:
+            claimed = self._db.update_instance(
+                instance_uuid, expected_task_state=None,
+                task_state=task_state)
+            if claimed is not None:
+                return claimed
+            record = self._get(instance_uuid)
+        state = record['vm_state']
+        if record['task_state']:
+            state += f' with task {record["task_state"]} in progress'
+        raise exception.InstanceInvalidState(
+            action=action, instance_uuid=instance_uuid, state=state,
+            allowed='vm_state is ' + ' or '.join(sorted(allowed_vm_states))
+            + ' and no task is in progress')
+
+    def _claim(self, instance_uuid, action, allowed_vm_states, task_state,
+               clean, done=None):
+        """_begin(), except that a forced request on an instance whose
+        clean power-off is waiting makes that power-off destroy now, waits
+        for its operation to finish and then claims the instance itself.
+        Returns None when that operation already did what this one asked
+        for (done(record) is true)."""
+        try:
+            return self._begin(instance_uuid, action, allowed_vm_states,
+                               task_state)
+        except exception.InstanceInvalidState:
+            if clean or not self._force_power_off(instance_uuid):
+                raise
+        LOG.info('Forced %s of instance %s cuts its clean power-off short',
+                 action, instance_uuid)
+        record = self._wait_until_idle(instance_uuid, action)
+        if done is not None and done(record):
+            return None
+        return self._begin(instance_uuid, action, allowed_vm_states,
+                           task_state)
+
+    def _wait_until_idle(self, instance_uuid, action):
+        pause = threading.Event()
+        deadline = time.monotonic() + FORCE_WAIT_TIMEOUT
+        while time.monotonic() < deadline:
+            record = self._get(instance_uuid)
+            if record['task_state'] is None:
+                return record
+            pause.wait(FORCE_WAIT_POLL)
+        raise exception.InstanceInvalidState(
+            action=action, instance_uuid=instance_uuid,
+            state=f'still busy with {record["task_state"]}',
+            allowed='the operation it interrupted has finished')
+
+    def _finish(self, instance_uuid, **values):
+        return self._db.update_instance(instance_uuid, task_state=None,
+                                        **values)
+
+    def _fail(self, instance_uuid, action, error, vm_state=None):
+        """Record a failed operation and return the error to raise."""
+        values = {'power_state': self._safe_power_state(instance_uuid)}
+        if vm_state is not None:
+            values['vm_state'] = vm_state
+        self._finish(instance_uuid, **values)
+        if isinstance(error, exception.ComputeAgentError):
+            return error
+        LOG.exception('Unexpected failure to %s instance %s', action,
+                      instance_uuid)
+        return exception.HypervisorError(action=action,
+                                         instance_uuid=instance_uuid,
+                                         reason=str(error))
+
+    def _safe_power_state(self, instance_uuid):
+        try:
+            return self._driver.get_power_state(instance_uuid)
+        except exception.HypervisorError:
+            return virt_driver.NOSTATE
+
+    @contextlib.contextmanager
+    def _action(self, ctxt, instance_uuid, action):
+        """Record one operation on an existing instance."""
+        self._get(instance_uuid)
+        action_id = self._db.start_action(
+            instance_uuid, (ctxt or {}).get('request_id'), action)
+        report = ActionReport()
+        try:
+            yield report
+        except Exception as error:
+            self._db.finish_action(action_id, 'error', report.power_off,
+                                   str(error))
+            raise
+        self._db.finish_action(action_id, 'success', report.power_off)
+
+    # -- power-off ----------------------------------------------------------
+
+    def _power_off(self, ctxt, record, clean_shutdown, shutdown_timeout,
+                   action):
+        """Clean-then-forced power-off of one instance, forcible meanwhile
+        by another request; returns the last_power_off record."""
+        uuid = record['uuid']
+        properties = record['image'].get('properties') or {}
+        plan = power_policy.plan_power_off(
+            clean_shutdown, shutdown_timeout, properties,
+            self._default_shutdown_timeout, uuid)
+        paused = plan.attempt_clean and \
+            self._driver.get_power_state(uuid) == virt_driver.PAUSED
+        control = virt_power.PowerOffControl()
+        with self._power_offs_lock:
+            self._power_offs[uuid] = ((ctxt or {}).get('request_id'),
+                                      control)
+        try:
+            result = self._driver.power_off(
+                uuid, plan.attempt_clean and not paused, plan.timeout,
+                self._retry_interval, control=control,
+                use_guest_agent=virt_driver.wants_guest_agent(properties))
+        finally:
+            with self._power_offs_lock:
+                self._power_offs.pop(uuid, None)
+        outcome = dict(result.to_record(), requested=plan.requested)
+        if paused:
+            outcome['note'] = ('the guest was paused, and a paused guest '
+                               'cannot take a clean shutdown')
+        LOG.info('Powered off instance %s for %s: %s (requested %s) in '
+                 '%.2f s by %s, timeout %d s from %s%s', uuid, action,
+                 outcome['result'], plan.requested, result.seconds,
+                 result.method, plan.timeout, plan.source,
+                 ' (guest was paused)' if paused else '')
+        return outcome
+
+    def _force_power_off(self, instance_uuid):
+        """Make a waiting clean power-off destroy now; False when none is
+        waiting for this instance."""
+        with self._power_offs_lock:
+            entry = self._power_offs.get(instance_uuid)
+        if entry is None:
+            return False
+        entry[1].force()
+        return True
+
+    def _power_off_progress(self):
+        """request id -> progress of each clean power-off that waits."""
+        with self._power_offs_lock:
+            entries = list(self._power_offs.values())
+        progress = {}
+        for request_id, control in entries:
+            state = control.progress()
+            if request_id and state is not None:
+                progress[request_id] = state
+        return progress

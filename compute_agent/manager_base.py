@@ -99,7 +99,8 @@ class ManagerBase:
             self._driver.delete(uuid)
             values = {'vm_state': DELETED, 'power_state': 'nostate'}
         elif record['vm_state'] in (BUILDING, RESCUED, SHELVED,
-                                    SHELVED_OFFLOADED):
+                                    SHELVED_OFFLOADED) or \
+                task in ('rescuing', 'unrescuing'):
             # Half-built, or half-way between two definitions: only an
             # operator can tell what the guest should be now.
             values = {'vm_state': ERROR, 'power_state': power_state}

@@ -290,6 +290,15 @@ class RestartReconcileTest(ManagerTestCase):
         self.assertEqual('error', self.manager.get_instance(
             self.ctxt, uuid_)['vm_state'])
 
+    def test_interrupted_rescue_is_an_error(self):
+        # The guest may be running its rescue system or its own: only an
+        # operator can tell which it should be.
+        uuid_ = self.boot()['uuid']
+        self._interrupt(uuid_, task_state='rescuing')
+        self.manager = self._new_manager()
+        self.assertEqual('error', self.manager.get_instance(
+            self.ctxt, uuid_)['vm_state'])
+
     def test_an_instance_libvirt_cannot_settle_does_not_block_start(self):
         broken, fine = self.boot()['uuid'], self.boot()['uuid']
         self._interrupt(broken, task_state='deleting')

@@ -8,6 +8,10 @@ that names and paths from requests are escaped.
 from xml.etree import ElementTree as ET
 
 METADATA_NS = 'https://compute-agent.invalid/xmlns/instance/1'
+_INSTANCE = f'{{{METADATA_NS}}}instance'
+# Marks a rescue definition (<agent:rescue image="ID"/> inside the
+# instance element), so that it is never mistaken for the guest's own.
+_RESCUE = f'{{{METADATA_NS}}}rescue'
 
 
 def domain_name(instance_uuid):
@@ -21,21 +25,26 @@ def _sub(parent, tag, text=None, **attrib):
     return element
 
 
-def _common(domain_type, instance_uuid, name, vcpus, memory_mb):
+def _common(domain_type, instance_uuid, name, vcpus, memory_mb,
+            rescue_image_id):
     domain = ET.Element('domain', type=domain_type)
     _sub(domain, 'name', domain_name(instance_uuid))
     _sub(domain, 'uuid', instance_uuid)
     metadata = _sub(domain, 'metadata')
     ET.register_namespace('agent', METADATA_NS)
-    _sub(metadata, f'{{{METADATA_NS}}}instance', name=name)
+    instance = _sub(metadata, _INSTANCE, name=name)
+    if rescue_image_id is not None:
+        _sub(instance, _RESCUE, image=rescue_image_id)
     _sub(domain, 'memory', memory_mb, unit='MiB')
     _sub(domain, 'vcpu', vcpus)
     return domain
 
 
-def test_domain_xml(instance_uuid, name, vcpus, memory_mb):
+def test_domain_xml(instance_uuid, name, vcpus, memory_mb,
+                    rescue_image_id=None):
     """A domain for libvirt's test driver: no devices to speak of."""
-    domain = _common('test', instance_uuid, name, vcpus, memory_mb)
+    domain = _common('test', instance_uuid, name, vcpus, memory_mb,
+                     rescue_image_id)
     os_element = _sub(domain, 'os')
     _sub(os_element, 'type', 'hvm')
     return ET.tostring(domain, encoding='unicode')
@@ -46,11 +55,18 @@ GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 
 def qemu_domain_xml(instance_uuid, name, vcpus, memory_mb, virt_type,
                     console_log, kernel=None, ramdisk=None, cmdline=None,
-                    disk=None, guest_agent=False):
+                    disk=None, guest_agent=False, extra_disks=(),
+                    rescue_image_id=None):
     """A QEMU/KVM guest with ACPI, booting either a kernel+initramfs
-    directly or from a qcow2 disk, its serial console logged to a file,
-    and with the QEMU guest agent's channel when guest_agent is true."""
-    domain = _common(virt_type, instance_uuid, name, vcpus, memory_mb)
+    directly or from a qcow2 disk (vda), its serial console logged to a
+    file, and with the QEMU guest agent's channel when guest_agent is true.
+
+    :param extra_disks: (target device, qcow2 path) pairs attached after
+        the boot disk, e.g. a rescued guest's own disk as 'vdb'.
+    :param rescue_image_id: marks the definition as a rescue of the guest.
+    """
+    domain = _common(virt_type, instance_uuid, name, vcpus, memory_mb,
+                     rescue_image_id)
     os_element = _sub(domain, 'os')
     _sub(os_element, 'type', 'hvm', arch='x86_64', machine='pc')
     if kernel:
@@ -74,10 +90,9 @@ def qemu_domain_xml(instance_uuid, name, vcpus, memory_mb, virt_type,
     _sub(domain, 'on_crash', 'destroy')
     devices = _sub(domain, 'devices')
     if disk:
-        disk_element = _sub(devices, 'disk', type='file', device='disk')
-        _sub(disk_element, 'driver', name='qemu', type='qcow2')
-        _sub(disk_element, 'source', file=disk)
-        _sub(disk_element, 'target', dev='vda', bus='virtio')
+        _qcow2_disk(devices, disk, 'vda')
+    for target, path in extra_disks:
+        _qcow2_disk(devices, path, target)
     serial = _sub(devices, 'serial', type='file')
     _sub(serial, 'source', path=console_log)
     _sub(serial, 'target', port='0')
@@ -91,3 +106,23 @@ def qemu_domain_xml(instance_uuid, name, vcpus, memory_mb, virt_type,
         _sub(channel, 'target', type='virtio', name=GUEST_AGENT_CHANNEL)
     _sub(devices, 'memballoon', model='none')
     return ET.tostring(domain, encoding='unicode')
+
+
+def _qcow2_disk(devices, path, target):
+    disk = _sub(devices, 'disk', type='file', device='disk')
+    _sub(disk, 'driver', name='qemu', type='qcow2')
+    _sub(disk, 'source', file=path)
+    _sub(disk, 'target', dev=target, bus='virtio')
+
+
+def is_rescue_definition(xml):
+    """Whether domain XML is a rescue definition written by the agent."""
+    return ET.fromstring(xml).find(
+        f'metadata/{_INSTANCE}/{_RESCUE}') is not None
+
+
+def disk_files(xml):
+    """The files behind the disks (not CD-ROMs) of domain XML."""
+    return {source.get('file')
+            for source in ET.fromstring(xml).iterfind(
+                "devices/disk[@device='disk']/source[@file]")}

@@ -1,10 +1,8 @@
 """The libvirt implementation of the compute driver."""
 
-import json
 import logging
 import os
 import shutil
-import subprocess
 
 import libvirt
 
@@ -12,7 +10,9 @@ from compute_agent import exception
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import host as libvirt_host
+from compute_agent.virt.libvirt import images
 from compute_agent.virt.libvirt import power
+from compute_agent.virt.libvirt import rescue
 
 LOG = logging.getLogger(__name__)
 
@@ -108,6 +108,10 @@ class LibvirtDriver(driver.ComputeDriver):
     def console_log_path(self, instance_uuid):
         return os.path.join(self._instance_dir(instance_uuid), 'console.log')
 
+    def _own_disk_path(self, instance_uuid):
+        """The guest's overlay of its image's disk, when it has one."""
+        return os.path.join(self._instance_dir(instance_uuid), 'disk.qcow2')
+
     def _lookup(self, instance_uuid):
         try:
             return self._host.connection.lookupByUUIDString(instance_uuid)
@@ -128,23 +132,33 @@ class LibvirtDriver(driver.ComputeDriver):
                                    image)
             domain = self._host.connection.defineXML(xml)
             domain.create()
-        except (libvirt.libvirtError, OSError,
-                subprocess.CalledProcessError) as error:
+        except (libvirt.libvirtError, OSError, images.ImageError) as error:
             self._cleanup_after_failed_spawn(instance_uuid)
             raise self._fail('spawn', instance_uuid, error)
 
     def check_image(self, image):
+        # Build and rescue images alike: everything that can be known
+        # about booting one is checked here, before a guest is changed.
         if self._is_test_driver:
             return
+        label = f'image {image.get("id")!r}'
         if 'kernel' not in image and 'disk' not in image:
             raise exception.InvalidInput(
-                reason='a QEMU guest needs instance.image.kernel and '
-                       'ramdisk, or instance.image.disk')
+                reason=f'{label}: a QEMU guest needs kernel and ramdisk, '
+                       f'or disk')
         for key in ('kernel', 'ramdisk', 'disk'):
-            if key in image and not os.path.isfile(image[key]):
+            if key not in image:
+                continue
+            # libvirtd opens the kernel and initramfs itself, from a
+            # working directory other than the agent's.
+            if not os.path.isabs(image[key]):
                 raise exception.InvalidInput(
-                    reason=f'instance.image.{key} {image[key]!r} is not a '
-                           f'file on host')
+                    reason=f'{label}: {key} {image[key]!r} must be an '
+                           f'absolute path')
+            if not os.path.isfile(image[key]):
+                raise exception.InvalidInput(
+                    reason=f'{label}: {key} {image[key]!r} is not a file '
+                           f'on this host')
 
     def _domain_xml(self, instance_uuid, name, vcpus, memory_mb, image):
         if self._is_test_driver:
@@ -154,8 +168,8 @@ class LibvirtDriver(driver.ComputeDriver):
         os.makedirs(instance_dir, exist_ok=True)
         disk = None
         if 'disk' in image:
-            disk = os.path.join(instance_dir, 'disk.qcow2')
-            _create_overlay(image['disk'], disk)
+            disk = self._own_disk_path(instance_uuid)
+            images.create_overlay(image['disk'], disk)
         return config.qemu_domain_xml(
             instance_uuid, name, vcpus, memory_mb, self._virt_type,
             console_log=self.console_log_path(instance_uuid),
@@ -206,6 +220,107 @@ class LibvirtDriver(driver.ComputeDriver):
         finally:
             self._host.unwatch_power_off(instance_uuid, control)
 
+    def _require_off(self, domain, action, instance_uuid):
+        # Not even a crashed guest whose QEMU is kept: it holds the disks.
+        state = domain.info()[0]
+        if state != libvirt.VIR_DOMAIN_SHUTOFF:
+            raise exception.HypervisorError(
+                action=action, instance_uuid=instance_uuid,
+                reason=f'the guest is {_POWER_STATES.get(state, state)}; '
+                       f'power it off first')
+
+    def _own_disk(self, instance_uuid, domain_xml):
+        """The guest's own disk, when the definition uses one (a guest
+        booted from a kernel alone, or on the test driver, has none)."""
+        disk = self._own_disk_path(instance_uuid)
+        return disk if disk in config.disk_files(domain_xml) else None
+
+    def snapshot(self, instance_uuid, snapshot_path):
+        domain = self._lookup_or_fail('snapshot', instance_uuid)
+        try:
+            self._require_off(domain, 'snapshot', instance_uuid)
+            disk = self._own_disk(instance_uuid, domain.XMLDesc(
+                libvirt.VIR_DOMAIN_XML_INACTIVE))
+            if disk is None:
+                return None
+            return images.flatten(disk, snapshot_path)
+        except (libvirt.libvirtError, OSError, images.ImageError) as error:
+            raise self._fail('snapshot', instance_uuid, error)
+
+    def rescue(self, instance_uuid, name, vcpus, memory_mb, image,
+               rescue_image):
+        # The guest's own image is not needed: libvirt has the guest's own
+        # definition, which is what unrescue restores.
+        domain = self._lookup_or_fail('rescue', instance_uuid)
+        files = rescue.RescueFiles(self._instance_dir(instance_uuid))
+        try:
+            self._require_off(domain, 'rescue', instance_uuid)
+            original = files.save_original(domain.XMLDesc(
+                libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except (libvirt.libvirtError, OSError, rescue.RescueError) as error:
+            raise self._fail('rescue', instance_uuid, error)
+        try:
+            xml = self._rescue_xml(instance_uuid, name, vcpus, memory_mb,
+                                   rescue_image, original, files)
+            self._host.connection.defineXML(xml).create()
+        except (libvirt.libvirtError, OSError, images.ImageError) as error:
+            self._restore_after_failed_rescue(instance_uuid, domain,
+                                              original, files)
+            raise self._fail('rescue', instance_uuid, error)
+
+    def _rescue_xml(self, instance_uuid, name, vcpus, memory_mb,
+                    rescue_image, original_xml, files):
+        image_id = str(rescue_image.get('id', ''))
+        if self._is_test_driver:
+            return config.test_domain_xml(instance_uuid, name, vcpus,
+                                          memory_mb, rescue_image_id=image_id)
+        boot_disk = None
+        if 'disk' in rescue_image:
+            boot_disk = files.rescue_disk
+            images.create_overlay(rescue_image['disk'], boot_disk)
+        own_disk = self._own_disk(instance_uuid, original_xml)
+        return config.qemu_domain_xml(
+            instance_uuid, name, vcpus, memory_mb, self._virt_type,
+            console_log=self.console_log_path(instance_uuid),
+            kernel=rescue_image.get('kernel'),
+            ramdisk=rescue_image.get('ramdisk'),
+            cmdline=rescue_image.get('cmdline'), disk=boot_disk,
+            extra_disks=[('vdb', own_disk)] if own_disk else (),
+            guest_agent=driver.wants_guest_agent(
+                rescue_image.get('properties')),
+            rescue_image_id=image_id)
+
+    def _restore_after_failed_rescue(self, instance_uuid, domain,
+                                     original_xml, files):
+        """Leave the guest off with its own definition, as before."""
+        try:
+            _unless_already_off(domain.destroy)
+            self._host.connection.defineXML(original_xml)
+            files.remove()
+        except (libvirt.libvirtError, OSError):
+            LOG.exception('Could not restore the definition of instance %s '
+                          'after its rescue failed; unrescue restores it '
+                          'from %s', instance_uuid, files.original_xml)
+
+    def unrescue(self, instance_uuid):
+        domain = self._lookup_or_fail('unrescue', instance_uuid)
+        files = rescue.RescueFiles(self._instance_dir(instance_uuid))
+        try:
+            original = files.saved_original()
+            if original is None:
+                raise exception.HypervisorError(
+                    action='unrescue', instance_uuid=instance_uuid,
+                    reason=f'there is no saved definition to restore '
+                           f'({files.original_xml} is missing); the guest '
+                           f'was not rescued on this host, or its files '
+                           f'were lost')
+            _unless_already_off(domain.destroy)
+            self._host.connection.defineXML(original)
+            files.remove()
+            domain.create()
+        except (libvirt.libvirtError, OSError) as error:
+            raise self._fail('unrescue', instance_uuid, error)
+
     def delete(self, instance_uuid):
         try:
             domain = self._lookup(instance_uuid)
@@ -227,17 +342,3 @@ class LibvirtDriver(driver.ComputeDriver):
         except libvirt.libvirtError as error:
             raise self._fail('read the power state of', instance_uuid,
                              error)
-
-
-def _create_overlay(base, overlay):
-    """A per-instance qcow2 overlay, so guests never write the base."""
-    base_format = _image_format(base)
-    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2',
-                    '-F', base_format, '-b', os.path.abspath(base), overlay],
-                   check=True, capture_output=True)
-
-
-def _image_format(path):
-    result = subprocess.run(['qemu-img', 'info', '--output=json', path],
-                            check=True, capture_output=True, text=True)
-    return json.loads(result.stdout)['format']

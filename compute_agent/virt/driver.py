@@ -72,6 +72,24 @@ class ComputeDriver(abc.ABC):
         """
 
     @abc.abstractmethod
+    def snapshot(self, instance_uuid, snapshot_path):
+        """Copy the powered-off guest's disk to snapshot_path as a
+        standalone image (no backing file); return its size in bytes, or
+        None when the guest has no disk (nothing is written then)."""
+
+    @abc.abstractmethod
+    def rescue(self, instance_uuid, name, vcpus, memory_mb, image,
+               rescue_image):
+        """Boot the powered-off guest from rescue_image (an image spec as
+        build takes it), its own disk attached as the second disk. Its own
+        definition is kept, for unrescue() to restore."""
+
+    @abc.abstractmethod
+    def unrescue(self, instance_uuid):
+        """Destroy the rescue guest, restore the guest's own definition
+        and start it."""
+
+    @abc.abstractmethod
     def delete(self, instance_uuid):
         """Remove the (powered-off) guest's definition and files."""
 

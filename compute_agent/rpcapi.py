@@ -11,6 +11,14 @@ move with it; a unit test keeps the three in step):
   carries the continuation of work already started so that it can finish
   while the agent drains; get_service_status answers on both topics.
   SERVICE_VERSION 2.
+* 1.2 - rescue_instance(rescue_image, clean_shutdown, shutdown_timeout),
+  unrescue_instance, shelve_instance(clean_shutdown, shutdown_timeout),
+  shelve_offload_instance(clean_shutdown, shutdown_timeout),
+  unshelve_instance and get_instance_actions, all on topic ``compute``.
+  get_service_status's in_flight entries may carry ``power_off`` (elapsed,
+  timeout, method, requests) while a clean power-off waits for the guest;
+  last_power_off.method may be 'guest-agent'; a forced request overrides
+  a clean power-off still waiting. SERVICE_VERSION 3.
 
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request
@@ -31,13 +39,13 @@ import oslo_messaging
 
 LOG = logging.getLogger(__name__)
 
-VERSION = '1.1'
+VERSION = '1.2'
 EXCHANGE = 'compute_agent'
 TOPIC = 'compute'
 ALT_TOPIC = 'compute-alt'
 ALT_TOPIC_MIN_VERSION = '1.1'
 # What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
-SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1'}
+SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2'}
 AUTO_PIN_CACHE_SECONDS = 300
 # How long [upgrade_levels] compute=auto waits for an agent's version.
 DISCOVERY_TIMEOUT = 10
@@ -138,20 +146,26 @@ class ComputeAPI:
             else shutdown_timeout
         return base + POWER_CALL_MARGIN
 
+    def _prepare_power(self, host, version, shutdown_timeout, timeout):
+        """A client for a call that may wait out a clean power-off: its
+        reply timeout covers the guest's shutdown timeout."""
+        return self._prepare(
+            host, version, timeout or self._power_timeout(shutdown_timeout))
+
     # -- methods --------------------------------------------------------
 
-    def get_service_status(self, ctxt, host, alt=False):
+    def get_service_status(self, ctxt, host, alt=False, timeout=None):
         if alt:
-            client = self.prepare_for_alt_rpcserver(host, '1.1')
+            client = self.prepare_for_alt_rpcserver(host, '1.1', timeout)
         else:
-            client = self._prepare(host, '1.0')
+            client = self._prepare(host, '1.0', timeout)
         return client.call(ctxt, 'get_service_status')
 
     def list_instances(self, ctxt, host):
         return self._prepare(host, '1.0').call(ctxt, 'list_instances')
 
-    def get_instance(self, ctxt, host, instance_uuid):
-        return self._prepare(host, '1.0').call(
+    def get_instance(self, ctxt, host, instance_uuid, timeout=None):
+        return self._prepare(host, '1.0', timeout).call(
             ctxt, 'get_instance', instance_uuid=instance_uuid)
 
     def build_and_run_instance(self, ctxt, host, instance, timeout=None):
@@ -164,8 +178,7 @@ class ComputeAPI:
 
     def stop_instance(self, ctxt, host, instance_uuid, clean_shutdown=True,
                       shutdown_timeout=None, timeout=None):
-        client = self._prepare(
-            host, '1.0', timeout or self._power_timeout(shutdown_timeout))
+        client = self._prepare_power(host, '1.0', shutdown_timeout, timeout)
         return client.call(ctxt, 'stop_instance',
                            instance_uuid=instance_uuid,
                            clean_shutdown=clean_shutdown,
@@ -173,8 +186,7 @@ class ComputeAPI:
 
     def reboot_instance(self, ctxt, host, instance_uuid, reboot_type='SOFT',
                         timeout=None):
-        client = self._prepare(host, '1.0',
-                               timeout or self._power_timeout(None))
+        client = self._prepare_power(host, '1.0', None, timeout)
         return client.call(ctxt, 'reboot_instance',
                            instance_uuid=instance_uuid,
                            reboot_type=reboot_type)
@@ -182,9 +194,51 @@ class ComputeAPI:
     def terminate_instance(self, ctxt, host, instance_uuid,
                            clean_shutdown=True, shutdown_timeout=None,
                            timeout=None):
-        client = self._prepare(
-            host, '1.0', timeout or self._power_timeout(shutdown_timeout))
+        client = self._prepare_power(host, '1.0', shutdown_timeout, timeout)
         return client.call(ctxt, 'terminate_instance',
                            instance_uuid=instance_uuid,
                            clean_shutdown=clean_shutdown,
                            shutdown_timeout=shutdown_timeout)
+
+    def rescue_instance(self, ctxt, host, instance_uuid, rescue_image=None,
+                        clean_shutdown=True, shutdown_timeout=None,
+                        timeout=None):
+        """:param rescue_image: None (the instance's own image), an image
+            dict shaped like build_and_run_instance's, or the id of a
+            snapshot in the agent's local image store.
+        """
+        client = self._prepare_power(host, '1.2', shutdown_timeout, timeout)
+        return client.call(ctxt, 'rescue_instance',
+                           instance_uuid=instance_uuid,
+                           rescue_image=rescue_image,
+                           clean_shutdown=clean_shutdown,
+                           shutdown_timeout=shutdown_timeout)
+
+    def unrescue_instance(self, ctxt, host, instance_uuid, timeout=None):
+        return self._prepare(host, '1.2', timeout).call(
+            ctxt, 'unrescue_instance', instance_uuid=instance_uuid)
+
+    def shelve_instance(self, ctxt, host, instance_uuid, clean_shutdown=True,
+                        shutdown_timeout=None, timeout=None):
+        client = self._prepare_power(host, '1.2', shutdown_timeout, timeout)
+        return client.call(ctxt, 'shelve_instance',
+                           instance_uuid=instance_uuid,
+                           clean_shutdown=clean_shutdown,
+                           shutdown_timeout=shutdown_timeout)
+
+    def shelve_offload_instance(self, ctxt, host, instance_uuid,
+                                clean_shutdown=True, shutdown_timeout=None,
+                                timeout=None):
+        client = self._prepare_power(host, '1.2', shutdown_timeout, timeout)
+        return client.call(ctxt, 'shelve_offload_instance',
+                           instance_uuid=instance_uuid,
+                           clean_shutdown=clean_shutdown,
+                           shutdown_timeout=shutdown_timeout)
+
+    def unshelve_instance(self, ctxt, host, instance_uuid, timeout=None):
+        return self._prepare(host, '1.2', timeout).call(
+            ctxt, 'unshelve_instance', instance_uuid=instance_uuid)
+
+    def get_instance_actions(self, ctxt, host, instance_uuid):
+        return self._prepare(host, '1.2').call(
+            ctxt, 'get_instance_actions', instance_uuid=instance_uuid)

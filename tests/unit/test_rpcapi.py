@@ -272,6 +272,82 @@ class TestPowerCallTimeout(_APITestCase):
                                  timeout=5)
         self.assertEqual(5, self.timeout_of_last_client())
 
+    def test_new_power_off_methods_follow_shutdown_timeout(self):
+        # rescue and shelve wait out the same clean power-off as stop: a
+        # shorter reply timeout would give up on a call still working.
+        api = self.api()
+        for method in ('rescue_instance', 'shelve_instance',
+                       'shelve_offload_instance'):
+            getattr(api, method)(CTXT, HOST, UUID, shutdown_timeout=45)
+            self.assertEqual(45 + rpcapi.POWER_CALL_MARGIN,
+                             self.timeout_of_last_client(), method)
+            getattr(api, method)(CTXT, HOST, UUID)
+            self.assertEqual(
+                rpcapi.DEFAULT_POWER_TIMEOUT + rpcapi.POWER_CALL_MARGIN,
+                self.timeout_of_last_client(), method)
+            getattr(api, method)(CTXT, HOST, UUID, shutdown_timeout=45,
+                                 timeout=7)
+            self.assertEqual(7, self.timeout_of_last_client(), method)
+
+    def test_unrescue_and_unshelve_take_the_callers_timeout(self):
+        # They power nothing off clean: the messaging default applies
+        # unless the caller (--rpc-timeout) says otherwise.
+        api = self.api()
+        for method in ('unrescue_instance', 'unshelve_instance'):
+            getattr(api, method)(CTXT, HOST, UUID)
+            self.assertIsNone(self.timeout_of_last_client(), method)
+            getattr(api, method)(CTXT, HOST, UUID, timeout=90)
+            self.assertEqual(90, self.timeout_of_last_client(), method)
+
+    def test_status_and_show_take_a_timeout_for_progress_polls(self):
+        # The CLI's progress poller must not hang on a slow agent.
+        api = self.api()
+        api.get_service_status(CTXT, HOST, alt=True, timeout=2)
+        self.assertEqual((HOST, 'compute-alt', '1.1', 2),
+                         self.clients_made()[-1])
+        api.get_instance(CTXT, HOST, UUID, timeout=3)
+        self.assertEqual((HOST, 'compute', '1.0', 3),
+                         self.clients_made()[-1])
+
+
+class TestVersion12Methods(_APITestCase):
+    """The methods added in 1.2 need an agent that has them: they are
+    sent as 1.2, and a client pinned lower refuses them before sending."""
+
+    METHODS = ('rescue_instance', 'unrescue_instance', 'shelve_instance',
+               'shelve_offload_instance', 'unshelve_instance',
+               'get_instance_actions')
+
+    def test_sent_as_1_2_on_topic_compute(self):
+        for method in self.METHODS:
+            getattr(self.api(), method)(CTXT, HOST, UUID)
+            self.assertEqual((HOST, 'compute', '1.2'),
+                             self.clients_made()[-1][:3], method)
+
+    def test_pinned_to_1_1_raises_and_sends_nothing(self):
+        for method in self.METHODS:
+            error = self.assertRaises(oslo_messaging.RPCVersionCapError,
+                                      getattr(self.api('1.1'), method),
+                                      CTXT, HOST, UUID)
+            self.assertEqual(('1.2', '1.1'),
+                             (error.version, error.version_cap), method)
+        self.assertEqual([], self.clients_made())
+        self.client.call.assert_not_called()
+
+    def test_auto_pin_on_a_1_1_agent_raises(self):
+        # An agent of SERVICE_VERSION 2 predates these methods.
+        self.client.call.return_value = {'service_version': 2}
+        self.assertRaises(oslo_messaging.RPCVersionCapError,
+                          self.api('auto').shelve_instance, CTXT, HOST, UUID)
+        self.assertEqual(['get_service_status'],
+                         [c.args[1] for c in self.client.call.call_args_list])
+
+    def test_auto_pin_on_a_1_2_agent_sends(self):
+        self.client.call.return_value = {'service_version': 3}
+        self.api('auto').shelve_instance(CTXT, HOST, UUID)
+        self.assertEqual('shelve_instance',
+                         self.client.call.call_args_list[-1].args[1])
+
 
 class TestWireArguments(_APITestCase):
     """Each method sends the method name and argument names of the wire
@@ -279,6 +355,8 @@ class TestWireArguments(_APITestCase):
 
     INSTANCE = {'uuid': UUID, 'name': 'web-1', 'vcpus': 1, 'memory_mb': 64,
                 'image': {'id': 'cirros', 'properties': {}}}
+    RESCUE_SPEC = {'id': 'rescue', 'properties': {},
+                   'kernel': '/boot/vmlinuz', 'ramdisk': '/boot/initrd'}
 
     CASES = [
         ('get_service_status', (), {}, {}),
@@ -304,6 +382,34 @@ class TestWireArguments(_APITestCase):
          {'clean_shutdown': False, 'shutdown_timeout': 3},
          {'instance_uuid': UUID, 'clean_shutdown': False,
           'shutdown_timeout': 3}),
+        ('rescue_instance', (UUID,), {},
+         {'instance_uuid': UUID, 'rescue_image': None,
+          'clean_shutdown': True, 'shutdown_timeout': None}),
+        ('rescue_instance', (UUID,),
+         {'rescue_image': 'snap-1', 'clean_shutdown': False,
+          'shutdown_timeout': 4},
+         {'instance_uuid': UUID, 'rescue_image': 'snap-1',
+          'clean_shutdown': False, 'shutdown_timeout': 4}),
+        ('rescue_instance', (UUID, RESCUE_SPEC), {},
+         {'instance_uuid': UUID, 'rescue_image': RESCUE_SPEC,
+          'clean_shutdown': True, 'shutdown_timeout': None}),
+        ('unrescue_instance', (UUID,), {}, {'instance_uuid': UUID}),
+        ('shelve_instance', (UUID,), {},
+         {'instance_uuid': UUID, 'clean_shutdown': True,
+          'shutdown_timeout': None}),
+        ('shelve_instance', (UUID,),
+         {'clean_shutdown': False, 'shutdown_timeout': 8},
+         {'instance_uuid': UUID, 'clean_shutdown': False,
+          'shutdown_timeout': 8}),
+        ('shelve_offload_instance', (UUID,), {},
+         {'instance_uuid': UUID, 'clean_shutdown': True,
+          'shutdown_timeout': None}),
+        ('shelve_offload_instance', (UUID,),
+         {'clean_shutdown': False, 'shutdown_timeout': 0},
+         {'instance_uuid': UUID, 'clean_shutdown': False,
+          'shutdown_timeout': 0}),
+        ('unshelve_instance', (UUID,), {}, {'instance_uuid': UUID}),
+        ('get_instance_actions', (UUID,), {}, {'instance_uuid': UUID}),
     ]
 
     def test_methods_send_contract_arguments(self):

@@ -1,12 +1,16 @@
 """compute-agent-client: the operator's CLI over the compute RPC API.
 
-Exit status: 0 success, 1 the agent refused or failed the request,
-2 bad usage, 3 the agent could not be reached.
+Exit status: 0 success, 1 the agent refused or failed the request (for
+host-stop-all: any instance), 2 bad usage (including a command that
+[upgrade_levels] compute is pinned too low for), 3 the agent could not be
+reached.
 """
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 import uuid
 
 import oslo_messaging
@@ -15,11 +19,21 @@ from oslo_config import cfg
 from compute_agent import conf as agent_conf
 from compute_agent import rpc
 from compute_agent import rpcapi
+from compute_agent.cmd import client_format
+from compute_agent.cmd import client_host
+from compute_agent.cmd import client_progress
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 # Connection attempts per request: an operator at a shell wants a clear
 # error soon, not a client that retries the bus forever.
 CONNECTION_RETRIES = 3
+# Verbs whose call may wait out a clean power-off: progress is shown.
+POWER_OFF_VERBS = ('stop', 'delete', 'rescue', 'shelve', 'shelve-offload',
+                   'reboot', 'host-stop-all')
+# The RPC method of each verb that takes clean_shutdown/shutdown_timeout.
+POWER_OFF_METHODS = {'stop': 'stop_instance', 'delete': 'terminate_instance',
+                     'rescue': 'rescue_instance', 'shelve': 'shelve_instance',
+                     'shelve-offload': 'shelve_offload_instance'}
 
 
 def _parser():
@@ -37,6 +51,10 @@ def _parser():
                         help='Print results as JSON, for scripts.')
     parser.add_argument('--rpc-timeout', type=int, metavar='SECONDS',
                         help='How long to wait for the agent\'s answer.')
+    parser.add_argument('--progress', action='store_true',
+                        help='Show a waiting clean power-off on stderr even '
+                             'when it is not a terminal (never with '
+                             '--json).')
     verbs = parser.add_subparsers(dest='verb', required=True,
                                   metavar='VERB')
 
@@ -65,22 +83,69 @@ def _parser():
     boot.add_argument('--cmdline', help='Kernel command line.')
     boot.add_argument('--disk', help='Base disk image path on the host.')
 
-    for verb, text in (('stop', 'Power an instance off, clean then '
-                                'forced.'),
-                       ('delete', 'Power off and delete an instance.')):
-        sub = verbs.add_parser(verb, help=text)
-        sub.add_argument('uuid')
-        sub.add_argument('--force', action='store_true',
-                         help='Destroy at once instead of asking the guest.')
-        sub.add_argument('--timeout', type=int, metavar='SECONDS',
-                         help='Seconds the guest gets to power off (default:'
-                              ' the image\'s os_shutdown_timeout, else the '
-                              'agent\'s shutdown_timeout).')
     reboot = verbs.add_parser('reboot', help='Reboot an instance.')
     reboot.add_argument('uuid')
     reboot.add_argument('--hard', action='store_true',
                         help='Power-cycle instead of a clean restart.')
+    for verb, text in (('stop', 'Power an instance off, clean then '
+                                'forced.'),
+                       ('delete', 'Power off and delete an instance.'),
+                       ('rescue', 'Power off, then boot from a rescue image '
+                                  'with the instance\'s disk attached.'),
+                       ('shelve', 'Power off and snapshot the disk into the '
+                                  'agent\'s image store.'),
+                       ('shelve-offload', 'Power off if needed and free the '
+                                          'host, keeping the snapshot.')):
+        _add_power_off_options(verbs.add_parser(verb, help=text))
+    rescue = verbs.choices['rescue']
+    rescue.add_argument('--rescue-image-id', '--image', metavar='ID',
+                        help='Rescue from this snapshot of the agent\'s '
+                             'image store (default: the instance\'s own '
+                             'image).')
+    rescue.add_argument('--kernel', help='Rescue image: direct-boot kernel '
+                                         'path on the host.')
+    rescue.add_argument('--ramdisk', help='Rescue image: initramfs path.')
+    rescue.add_argument('--cmdline', help='Rescue image: kernel command '
+                                          'line.')
+    rescue.add_argument('--disk', help='Rescue image: base disk image path '
+                                       'on the host.')
+    for verb, text in (
+            ('unrescue', 'Leave rescue: boot the instance\'s own disk.'),
+            ('unshelve', 'Boot a shelved instance from its snapshot.'),
+            ('actions', 'The operations recorded for an instance.')):
+        verbs.add_parser(verb, help=text).add_argument('uuid')
+
+    stop_all = verbs.add_parser(
+        'host-stop-all', help='Stop every running instance of the host, '
+                              'clean then forced, a few at a time.')
+    stop_all.add_argument('--parallel', type=_positive_int, metavar='N',
+                          help='Instances stopped at once (default: '
+                               f'{client_host.DEFAULT_PARALLEL}, or fewer '
+                               'when there are fewer).')
+    _add_power_off_options(stop_all, instance=False)
     return parser
+
+
+def _add_power_off_options(sub, instance=True):
+    if instance:
+        sub.add_argument('uuid')
+    sub.add_argument('--force', action='store_true',
+                     help='Destroy at once instead of asking the guest.')
+    sub.add_argument('--timeout', type=int, metavar='SECONDS',
+                     help='Seconds the guest gets to power off (default: '
+                          'the image\'s os_shutdown_timeout, else the '
+                          'agent\'s shutdown_timeout).')
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'takes a whole number of at least 1, got {text!r}')
+    return value
 
 
 def _boot_spec(args):
@@ -99,6 +164,21 @@ def _boot_spec(args):
             'image': image}
 
 
+def _rescue_image(args):
+    """None (the instance's own image), a snapshot id, or an image spec
+    shaped like boot's."""
+    spec = {key: getattr(args, key)
+            for key in ('kernel', 'ramdisk', 'cmdline', 'disk')
+            if getattr(args, key)}
+    if args.rescue_image_id and spec:
+        raise ValueError('rescue takes either --rescue-image-id or an image '
+                         'spec (--kernel/--ramdisk/--cmdline or --disk), '
+                         'not both')
+    if spec:
+        return dict(spec, id='rescue', properties={})
+    return args.rescue_image_id
+
+
 def _run(api, args, ctxt):
     host, timeout = args.host, args.rpc_timeout
     if args.verb == 'list':
@@ -107,76 +187,101 @@ def _run(api, args, ctxt):
         return api.get_service_status(ctxt, host, alt=args.alt)
     if args.verb == 'show':
         return api.get_instance(ctxt, host, args.uuid)
+    if args.verb == 'actions':
+        return api.get_instance_actions(ctxt, host, args.uuid)
     if args.verb == 'boot':
         return api.build_and_run_instance(ctxt, host, _boot_spec(args),
                                           timeout=timeout)
     if args.verb == 'start':
         return api.start_instance(ctxt, host, args.uuid)
+    if args.verb == 'unrescue':
+        return api.unrescue_instance(ctxt, host, args.uuid, timeout=timeout)
+    if args.verb == 'unshelve':
+        return api.unshelve_instance(ctxt, host, args.uuid, timeout=timeout)
     if args.verb == 'reboot':
         return api.reboot_instance(ctxt, host, args.uuid,
                                    'HARD' if args.hard else 'SOFT',
                                    timeout=timeout)
-    operation = (api.stop_instance if args.verb == 'stop'
-                 else api.terminate_instance)
-    return operation(ctxt, host, args.uuid, clean_shutdown=not args.force,
+    extra = ({'rescue_image': _rescue_image(args)}
+             if args.verb == 'rescue' else {})
+    operation = getattr(api, POWER_OFF_METHODS[args.verb])
+    return operation(ctxt, host, args.uuid, **extra,
+                     clean_shutdown=not args.force,
                      shutdown_timeout=args.timeout, timeout=timeout)
 
 
-def _format_power_off(last):
-    if not last:
-        return '-'
-    text = (f'{last["result"]} (requested {last["requested"]}) in '
-            f'{last["seconds"]:.2f} s, timeout {last["timeout"]} s')
-    if last.get('method'):
-        text += f', by {last["method"]}'
-    return text
+def _progress(api, args):
+    """A PowerOffProgress (it polls while entered) when the verb may wait
+    out a clean power-off and stderr is a terminal or --progress is given;
+    else a null context."""
+    wanted = (args.verb in POWER_OFF_VERBS and not args.json
+              and not (args.verb == 'reboot' and args.hard)
+              and (args.progress or sys.stderr.isatty()))
+    if not wanted:
+        return contextlib.nullcontext()
+    return client_progress.PowerOffProgress(
+        api, args.host, client_progress.StatusLine(sys.stderr))
 
 
-def _format_instance(record):
-    flavor = record['flavor']
-    rows = [('uuid', record['uuid']), ('name', record['name']),
-            ('host', record['host']), ('vm_state', record['vm_state']),
-            ('power_state', record['power_state']),
-            ('task_state', record['task_state'] or '-'),
-            ('flavor', f'{flavor["vcpus"]} vCPU, {flavor["memory_mb"]} MiB'),
-            ('image', record['image'].get('id', '-')),
-            ('last power-off', _format_power_off(record['last_power_off']))]
-    return '\n'.join(f'{key:<15} {value}' for key, value in rows)
+def _this_power_off(api, args, ctxt, record):
+    """This request's power-off. shelve-offload skips it for a guest that
+    is off already, so the record's last_power_off may be an earlier
+    operation's: the action record of this request says."""
+    if args.verb != 'shelve-offload':
+        return record['last_power_off']
+    try:
+        actions = api.get_instance_actions(rpcapi.new_context(), args.host,
+                                           args.uuid)
+    except oslo_messaging.MessagingException:
+        return record['last_power_off']
+    for action in actions:
+        if action['request_id'] == ctxt['request_id']:
+            return action['power_off']
+    return record['last_power_off']
 
 
-def _format_list(records):
-    lines = [f'{"UUID":<36}  {"NAME":<20} {"VM_STATE":<10} {"POWER":<9} '
-             'TASK']
-    for r in records:
-        lines.append(f'{r["uuid"]:<36}  {r["name"][:20]:<20} '
-                     f'{r["vm_state"]:<10} {r["power_state"]:<9} '
-                     f'{r["task_state"] or "-"}')
-    return '\n'.join(lines) if records else 'no instances'
+def _host_stop_all(api, args, ctxt, progress):
+    """Stop the host's running guests; print a row per guest as it
+    finishes and a summary. Exit status 1 when any guest failed."""
+    started = time.monotonic()
+    # Lines printed while the progress line may be up go above it.
+    emit = progress.print_above if progress else print
+    guests = client_host.running_guests(api, args.host, ctxt)
+    if not guests and not args.json:
+        emit(f'no running instances on host {args.host}')
+    elif not args.json:
+        emit(client_format.guest_stop_header())
 
-
-def _format_status(status):
-    lines = [f'host            {status["host"]}',
-             f'state           {status["state"]}',
-             f'service version {status["service_version"]} (RPC '
-             f'{status["rpc_api_version"]})',
-             f'graceful_shutdown_timeout {status["graceful_shutdown_timeout"]}'
-             f' s',
-             f'in flight       {len(status["in_flight"])}']
-    for op in status['in_flight']:
-        lines.append(f'  {op["method"]} {op["instance_uuid"] or "-"} '
-                     f'{op["request_id"] or "-"} for {op["elapsed"]:.1f} s')
-    return '\n'.join(lines)
+    def report(result):
+        emit(client_format.guest_stop_row(
+            result['name'], result['uuid'], result['outcome'],
+            result['seconds'], result['detail']))
+    results = client_host.stop_guests(
+        api, args.host, guests, parallel=args.parallel,
+        clean=not args.force, shutdown_timeout=args.timeout,
+        rpc_timeout=args.rpc_timeout, progress=progress,
+        report=None if args.json else report)
+    if args.json:
+        print(json.dumps(results, indent=2, sort_keys=True))
+    elif guests:
+        emit(client_format.host_stop_summary(
+            [result['outcome'] for result in results],
+            time.monotonic() - started))
+    failed = any(result['outcome'] == 'error' for result in results)
+    return EXIT_REFUSED if failed else 0
 
 
 def _print_result(verb, result, as_json):
     if as_json:
         print(json.dumps(result, indent=2, sort_keys=True))
     elif verb == 'list':
-        print(_format_list(result))
+        print(client_format.instance_list(result))
     elif verb == 'status':
-        print(_format_status(result))
+        print(client_format.status(result))
+    elif verb == 'actions':
+        print(client_format.actions(result))
     else:
-        print(_format_instance(result))
+        print(client_format.instance(result))
 
 
 def main(argv=None):
@@ -196,7 +301,19 @@ def main(argv=None):
                             retry=CONNECTION_RETRIES)
     ctxt = rpcapi.new_context()
     try:
-        result = _run(api, args, ctxt)
+        # The progress line is gone before any error or result prints.
+        with _progress(api, args) as progress:
+            if args.verb == 'host-stop-all':
+                return _host_stop_all(api, args, ctxt, progress)
+            if progress:
+                progress.watch(ctxt['request_id'])
+            result = _run(api, args, ctxt)
+        if args.verb in client_format.PAST_TENSE and not args.json:
+            tried = progress.tried_method(ctxt['request_id']) \
+                if progress else None
+            print(client_format.outcome_line(
+                args.verb, result, _this_power_off(api, args, ctxt, result),
+                tried))
     except ValueError as error:
         print(f'error: {error}', file=sys.stderr)
         return EXIT_USAGE

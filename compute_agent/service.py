@@ -2,7 +2,12 @@
 
 Lifecycle (all transitions happen in ``_enter``)::
 
-    created --start()--> running --stop()--> draining --> stopped
+    created --start()--> running --stop()--> quiescing --> draining
+        --> stopped
+
+``quiescing`` lasts while the ``compute`` server stops consuming (well
+under a second); it is reported as running, because new work may still
+arrive. ``draining`` means no new work is taken any more.
 
 On SIGTERM oslo.service's launcher calls ``stop()`` and, when it returns,
 exits the process with status 0; a SIGALRM armed for
@@ -32,13 +37,14 @@ from compute_agent import systemd
 
 LOG = logging.getLogger(__name__)
 
-CREATED, RUNNING, DRAINING, STOPPED = 'created', 'running', 'draining', \
-    'stopped'
+CREATED, RUNNING, QUIESCING, DRAINING, STOPPED = (
+    'created', 'running', 'quiescing', 'draining', 'stopped')
 _TRANSITIONS = {
     (CREATED, RUNNING),
-    (RUNNING, DRAINING),
-    (CREATED, STOPPED),
+    (RUNNING, QUIESCING),
+    (QUIESCING, DRAINING),
     (DRAINING, STOPPED),
+    (CREATED, STOPPED),
 }
 
 # The drain finishes this long before the launcher's SIGALRM fires, so the
@@ -108,20 +114,20 @@ class Service(oslo_service.ServiceBase):
         """SIGHUP: nothing to reload; options are read at start."""
 
     def stop(self, graceful=True):
-        if not self._enter(DRAINING):
+        if not self._enter(QUIESCING):
             self._stopped.set()
             return
         started = self._clock()
         deadline = self._drain_deadline(started)
         self._ignore_signals_during_drain()
+        systemd.notify(STOPPING=1, STATUS='stopping new work')
+        self._stop_promptly(self._primary, rpc.TOPIC)
+        self._enter(DRAINING)
         in_flight = len(self._tracker)
         LOG.info('Draining: stopped taking new work on topic %s; %d '
                  'operation(s) in flight; %s', rpc.TOPIC, in_flight,
                  self._budget_text(deadline, started))
-        systemd.notify(STOPPING=1,
-                       STATUS=f'draining: {in_flight} operation(s) in flight')
-
-        self._stop_promptly(self._primary, rpc.TOPIC)
+        systemd.notify(STATUS=f'draining: {in_flight} operation(s) in flight')
         drained = self._tracker.wait_until_drained(
             deadline, report=self._report_progress,
             report_every=DRAIN_REPORT_INTERVAL)

@@ -126,9 +126,9 @@ class ServiceTest(testtools.TestCase):
         token = self.tracker.start('compute', 'stop_instance', 'u-1', 'r-1')
         stopper = threading.Thread(target=svc.stop)
         stopper.start()
-        self.assertTrue(_until(lambda: ('stop', 'compute') in self.events))
+        self.assertTrue(_until(lambda: svc.status()['state'] == 'draining'))
+        self.assertIn(('stop', 'compute'), self.events)
         self.assertNotIn(('stop', 'compute-alt'), self.events)
-        self.assertEqual('draining', svc.status()['state'])
         self.assertEqual(['stop_instance'],
                          [op['method'] for op in svc.status()['in_flight']])
         self.tracker.end(token)
@@ -144,6 +144,23 @@ class ServiceTest(testtools.TestCase):
             svc.stop()
         self.assertEqual('stopped', svc.state)
         self.assertIn('resize_instance', '\n'.join(logs.output))
+
+    def test_reported_running_until_compute_has_stopped_consuming(self):
+        # Until the compute server's stop returns it may still take a
+        # request: the status must not claim new work waits on the broker.
+        svc = self.make_service()
+        svc.start()
+        self.wakes['compute'].clear()
+        seen = []
+        real_set = self.wakes['compute'].set
+
+        def wake():
+            seen.append(svc.status()['state'])
+            real_set()
+        self.wakes['compute'].set = wake
+        svc.stop()
+        self.assertEqual(['running'], seen[:1])
+        self.assertEqual('draining', svc.status()['state'])
 
     def test_second_stop_is_harmless(self):
         svc = self.make_service()

@@ -71,3 +71,36 @@ class RescueShelveTest(AgentTestCase):
         self.assertEqual('InstanceInvalidState', error.exc_type)
         self.assertEqual('deleted', self.rpc.call(
             'get_instance', instance_uuid=guest)['vm_state'])
+
+
+class CliTest(AgentTestCase):
+    def test_rescue_shelve_actions_and_host_stop_all_verbs(self):
+        guest = self.cli('--json', 'boot', 'cli-1')['uuid']
+        other = self.cli('--json', 'boot', 'cli-2')['uuid']
+        self.assertEqual('rescued',
+                         self.cli('--json', 'rescue', guest)['vm_state'])
+        self.assertEqual('active',
+                         self.cli('--json', 'unrescue', guest)['vm_state'])
+        self.assertEqual('shelved', self.cli(
+            '--json', 'shelve', '--timeout', '5', guest)['vm_state'])
+        self.assertEqual('shelved_offloaded', self.cli(
+            '--json', 'shelve-offload', guest)['vm_state'])
+        self.assertEqual('active',
+                         self.cli('--json', 'unshelve', guest)['vm_state'])
+
+        actions = self.cli('--json', 'actions', guest)
+        self.assertEqual(['build', 'rescue', 'unrescue', 'shelve',
+                          'shelve-offload', 'unshelve'],
+                         [a['action'] for a in actions])
+        human = self.cli('actions', guest)
+        self.assertIn('shelve-offload', human)
+
+        report = self.cli('host-stop-all', '--parallel', '2')
+        self.assertIn('cli-1', report)
+        self.assertIn('cli-2', report)
+        for uuid_ in (guest, other):
+            self.assertEqual('stopped', self.rpc.call(
+                'get_instance', instance_uuid=uuid_)['vm_state'])
+
+        stderr = self.cli('shelve', '--timeout', '-2', guest, expect=1)
+        self.assertIn('InvalidInput', stderr)

@@ -3,6 +3,7 @@ QEMU guests that honour or ignore the ACPI power button."""
 
 import json
 import subprocess
+import sys
 import threading
 import time
 
@@ -110,3 +111,18 @@ class ForceOverrideTest(RealGuestTestCase):
         # Far sooner than the 120 s the clean wait had left.
         self.assertLess(first['returned'] - forced_at,
                         test_power_off.RETRY_INTERVAL)
+
+
+class CliProgressTest(RealGuestTestCase):
+    def test_cli_shows_the_wait_and_how_it_ended(self):
+        guest = self.boot(honours_acpi=False)
+        self.wait_until_guest_ready(guest)
+        done = subprocess.run(
+            [sys.executable, '-m', 'compute_agent.cmd.client',
+             '--config-file', self.agent.config_file, '--progress',
+             'stop', '--timeout', '4', guest],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, done.returncode, done.stderr)
+        self.assertIn('waiting for stubborn to power off', done.stderr)
+        self.assertIn('of 4 s', done.stderr)
+        self.assertIn('forced', done.stdout.splitlines()[0])

@@ -110,9 +110,8 @@ class ComputeManager(manager_shelve.ShelveRescueMixin, base.ManagerBase):
     @remotable
     def stop_instance(self, ctxt, instance_uuid, clean_shutdown=True,
                       shutdown_timeout=None):
-        uuid = validation.instance_uuid(instance_uuid)
-        clean = validation.boolean(clean_shutdown, 'clean_shutdown')
-        timeout = validation.optional_timeout(shutdown_timeout)
+        uuid, clean, timeout = validation.power_off_request(
+            instance_uuid, clean_shutdown, shutdown_timeout)
         with self._action(ctxt, uuid, 'stop') as report:
             record = self._claim(uuid, 'stop', {base.ACTIVE},
                                  'powering_off', clean, done=_is_off)
@@ -156,9 +155,8 @@ class ComputeManager(manager_shelve.ShelveRescueMixin, base.ManagerBase):
     @remotable
     def terminate_instance(self, ctxt, instance_uuid, clean_shutdown=True,
                            shutdown_timeout=None):
-        uuid = validation.instance_uuid(instance_uuid)
-        clean = validation.boolean(clean_shutdown, 'clean_shutdown')
-        timeout = validation.optional_timeout(shutdown_timeout)
+        uuid, clean, timeout = validation.power_off_request(
+            instance_uuid, clean_shutdown, shutdown_timeout)
         with self._action(ctxt, uuid, 'delete') as report:
             record = self._claim(
                 uuid, 'delete',

@@ -27,9 +27,8 @@ class ShelveRescueMixin:
     @remotable
     def rescue_instance(self, ctxt, instance_uuid, rescue_image=None,
                         clean_shutdown=True, shutdown_timeout=None):
-        uuid = validation.instance_uuid(instance_uuid)
-        clean = validation.boolean(clean_shutdown, 'clean_shutdown')
-        timeout = validation.optional_timeout(shutdown_timeout)
+        uuid, clean, timeout = validation.power_off_request(
+            instance_uuid, clean_shutdown, shutdown_timeout)
         record = self._get(uuid)
         image = self._rescue_image(rescue_image, record)
         with self._action(ctxt, uuid, 'rescue') as report:
@@ -86,9 +85,8 @@ class ShelveRescueMixin:
     @remotable
     def shelve_instance(self, ctxt, instance_uuid, clean_shutdown=True,
                         shutdown_timeout=None):
-        uuid = validation.instance_uuid(instance_uuid)
-        clean = validation.boolean(clean_shutdown, 'clean_shutdown')
-        timeout = validation.optional_timeout(shutdown_timeout)
+        uuid, clean, timeout = validation.power_off_request(
+            instance_uuid, clean_shutdown, shutdown_timeout)
         with self._action(ctxt, uuid, 'shelve') as report:
             record = self._claim(uuid, 'shelve',
                                  {base.ACTIVE, base.STOPPED}, 'shelving',
@@ -124,9 +122,8 @@ class ShelveRescueMixin:
     @remotable
     def shelve_offload_instance(self, ctxt, instance_uuid,
                                 clean_shutdown=True, shutdown_timeout=None):
-        uuid = validation.instance_uuid(instance_uuid)
-        clean = validation.boolean(clean_shutdown, 'clean_shutdown')
-        timeout = validation.optional_timeout(shutdown_timeout)
+        uuid, clean, timeout = validation.power_off_request(
+            instance_uuid, clean_shutdown, shutdown_timeout)
         with self._action(ctxt, uuid, 'shelve-offload') as report:
             record = self._claim(
                 uuid, 'shelve-offload',

@@ -45,6 +45,14 @@ def optional_timeout(value, argument='shutdown_timeout'):
     return value
 
 
+def power_off_request(instance_uuid_value, clean_shutdown, shutdown_timeout):
+    """The arguments every guest-stopping operation takes:
+    (instance uuid, clean or not, timeout or None)."""
+    return (instance_uuid(instance_uuid_value),
+            boolean(clean_shutdown, 'clean_shutdown'),
+            optional_timeout(shutdown_timeout))
+
+
 def reboot_type(value):
     if value not in REBOOT_TYPES:
         raise _invalid(f'reboot_type must be one of {", ".join(REBOOT_TYPES)}'

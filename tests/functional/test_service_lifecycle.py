@@ -18,6 +18,7 @@ import testtools
 from testtools import matchers
 
 from tests.fixtures import agent as agent_fixture
+from tests.fixtures.polling import wait_for
 from tests.fixtures import rabbitmq
 from tests.fixtures import rpc
 
@@ -29,18 +30,6 @@ LISTENER_BACKOFF_SECONDS = 8
 # agent from hanging the run, they do not measure speed.
 EXIT_TIMEOUT = 30
 SETTLE_TIMEOUT = 30
-
-
-def wait_for(predicate, timeout, what):
-    """Poll predicate until it returns a true value, and return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f'{what}: not seen within {timeout} s')
-        time.sleep(0.1)
 
 
 def new_instance():

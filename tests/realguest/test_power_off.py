@@ -14,6 +14,7 @@ import uuid
 import testtools
 
 from tests.fixtures import agent as agent_fixture
+from tests.fixtures.polling import wait_for
 from tests.fixtures import rabbitmq
 from tests.fixtures import rpc
 from tests.realguest import libvirtd
@@ -22,17 +23,6 @@ BOOT_TIMEOUT = 120
 # Long enough that a stop woken by anything but the lifecycle event
 # (the next re-sent request, or the deadline) would show in the result.
 RETRY_INTERVAL = 30
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f'{what}: not seen within {timeout} s')
-        time.sleep(0.1)
 
 
 class RealGuestTestCase(testtools.TestCase):

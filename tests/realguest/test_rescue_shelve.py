@@ -8,10 +8,10 @@ import threading
 import time
 
 from tests.fixtures import rpc
+from tests.fixtures.polling import wait_for
 from tests.realguest import test_power_off
 
 RealGuestTestCase = test_power_off.RealGuestTestCase
-wait_for = test_power_off.wait_for
 
 
 class ShelveTest(RealGuestTestCase):

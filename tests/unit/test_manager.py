@@ -13,6 +13,7 @@ from compute_agent import db
 from compute_agent import exception
 from compute_agent import image_store
 from compute_agent import manager
+from tests.fixtures.polling import wait_for
 from tests.unit import fakes
 
 HOST = 'host-a'
@@ -353,7 +354,8 @@ class ForceOverrideTest(ManagerTestCase):
             target=lambda: results.update(first=self.manager.stop_instance(
                 {'request_id': 'req-clean'}, uuid_)))
         stopper.start()
-        self.assertTrue(_until(lambda: self.manager._power_off_progress()))
+        wait_for(self.manager._power_off_progress, 10,
+                 'the clean power-off waiting')
         return stopper, results
 
     def test_forced_stop_cuts_a_clean_stop_short(self):
@@ -542,12 +544,3 @@ class ActionRecordTest(ManagerTestCase):
         self.assertEqual(['build'], [a['action'] for a in
                                      self.manager.get_instance_actions(
                                          self.ctxt, uuid_)])
-
-
-def _until(predicate, timeout=10.0):
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return True
-        pause.wait(0.01)
-    return False

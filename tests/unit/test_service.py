@@ -11,6 +11,7 @@ import testtools
 
 from compute_agent import service
 from compute_agent import tracker as tracker_module
+from tests.fixtures.polling import wait_for
 
 
 class FakeServer:
@@ -126,7 +127,8 @@ class ServiceTest(testtools.TestCase):
         token = self.tracker.start('compute', 'stop_instance', 'u-1', 'r-1')
         stopper = threading.Thread(target=svc.stop)
         stopper.start()
-        self.assertTrue(_until(lambda: svc.status()['state'] == 'draining'))
+        wait_for(lambda: svc.status()['state'] == 'draining', 10,
+                 'draining')
         self.assertIn(('stop', 'compute'), self.events)
         self.assertNotIn(('stop', 'compute-alt'), self.events)
         self.assertEqual(['stop_instance'],
@@ -190,12 +192,3 @@ class ServiceTest(testtools.TestCase):
         svc = self.make_service(graceful=30)
         self.assertEqual(10.0 + 30 - service.ALARM_MARGIN,
                          svc._drain_deadline(started=10.0))
-
-
-def _until(predicate, timeout=10.0):
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return True
-        done.wait(0.01)
-    return False

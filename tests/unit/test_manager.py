@@ -379,6 +379,22 @@ class ForceOverrideTest(ManagerTestCase):
                          ['result'])
         self.assertEqual('deleted', deleted['vm_state'])
 
+    def test_force_on_a_guest_already_off(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.stop_instance(self.ctxt, uuid_)
+        # Nothing is waiting to be cut short: a forced stop of a stopped
+        # instance is refused like a clean one, with the reason.
+        error = self.assertRaises(exception.InstanceInvalidState,
+                                  self.manager.stop_instance, self.ctxt,
+                                  uuid_, clean_shutdown=False)
+        self.assertIn('stopped', str(error))
+        deleted = self.manager.terminate_instance(self.ctxt, uuid_,
+                                                  clean_shutdown=False)
+        self.assertEqual(('forced', 'clean', 'already-off'),
+                         (deleted['last_power_off']['requested'],
+                          deleted['last_power_off']['result'],
+                          deleted['last_power_off']['method']))
+
     def test_a_clean_second_request_is_still_refused(self):
         uuid_ = self.boot()['uuid']
         stopper, _ = self._start_waiting_stop(uuid_)

@@ -20,8 +20,8 @@ from compute_agent.virt import driver as virt_driver
 LOG = logging.getLogger(__name__)
 
 # Keep in step with compute_agent.rpcapi (a unit test checks it).
-RPC_API_VERSION = '1.2'
-SERVICE_VERSION = 3
+RPC_API_VERSION = '1.3'
+SERVICE_VERSION = 4
 
 remotable = base.remotable
 
@@ -63,6 +63,13 @@ class ComputeManager(manager_shelve.ShelveRescueMixin, base.ManagerBase):
         uuid = validation.instance_uuid(instance_uuid)
         self._get(uuid)
         return self._db.list_actions(uuid)
+
+    @remotable
+    def get_console_output(self, ctxt, instance_uuid, max_bytes=None):
+        uuid = validation.instance_uuid(instance_uuid)
+        limit = validation.console_bytes(max_bytes)
+        self._get(uuid)
+        return self._driver.get_console_output(uuid, limit)
 
     # -- lifecycle ------------------------------------------------------
 

@@ -18,7 +18,11 @@ move with it; a unit test keeps the three in step):
   get_service_status's in_flight entries may carry ``power_off`` (elapsed,
   timeout, method, requests) while a clean power-off waits for the guest;
   last_power_off.method may be 'guest-agent'; a forced request overrides
-  a clean power-off still waiting. SERVICE_VERSION 3.
+  a clean power-off still waiting. An image may give kernel+ramdisk
+  together with disk. SERVICE_VERSION 3.
+* 1.3 - get_console_output(instance_uuid, max_bytes), on topic
+  ``compute-alt``: the tail of the guest's serial console log.
+  SERVICE_VERSION 4.
 
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request
@@ -39,13 +43,13 @@ import oslo_messaging
 
 LOG = logging.getLogger(__name__)
 
-VERSION = '1.2'
+VERSION = '1.3'
 EXCHANGE = 'compute_agent'
 TOPIC = 'compute'
 ALT_TOPIC = 'compute-alt'
 ALT_TOPIC_MIN_VERSION = '1.1'
 # What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
-SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2'}
+SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2', 4: '1.3'}
 AUTO_PIN_CACHE_SECONDS = 300
 # How long [upgrade_levels] compute=auto waits for an agent's version.
 DISCOVERY_TIMEOUT = 10
@@ -129,16 +133,19 @@ class ComputeAPI:
 
     def prepare_for_alt_rpcserver(self, host, version, timeout=None):
         """A client for work that continues something already started:
-        topic compute-alt, or compute when the peer predates it."""
+        topic compute-alt, or compute when the peer predates it.
+
+        :param version: the version that introduced the method's current
+            arguments; a peer capped below it cannot take the call at all.
+        """
         cap = self.version_cap(host)
+        self._check_cap(version, cap)
         if _versions(cap) >= _versions(ALT_TOPIC_MIN_VERSION):
-            self._check_cap(version, cap)
             return self._client(host, ALT_TOPIC, version, timeout)
         LOG.info('Host %s speaks compute RPC %s, older than %s: sending to '
                  'topic %s instead of %s', host, cap, ALT_TOPIC_MIN_VERSION,
                  TOPIC, ALT_TOPIC)
-        return self._client(host, TOPIC, min(version, cap, key=_versions),
-                            timeout)
+        return self._client(host, TOPIC, version, timeout)
 
     @staticmethod
     def _power_timeout(shutdown_timeout):
@@ -156,7 +163,7 @@ class ComputeAPI:
 
     def get_service_status(self, ctxt, host, alt=False, timeout=None):
         if alt:
-            client = self.prepare_for_alt_rpcserver(host, '1.1', timeout)
+            client = self.prepare_for_alt_rpcserver(host, '1.0', timeout)
         else:
             client = self._prepare(host, '1.0', timeout)
         return client.call(ctxt, 'get_service_status')
@@ -238,6 +245,14 @@ class ComputeAPI:
     def unshelve_instance(self, ctxt, host, instance_uuid, timeout=None):
         return self._prepare(host, '1.2', timeout).call(
             ctxt, 'unshelve_instance', instance_uuid=instance_uuid)
+
+    def get_console_output(self, ctxt, host, instance_uuid, max_bytes=None,
+                           timeout=None):
+        # A console read serves an operator watching work in progress, so
+        # it goes to compute-alt: it is answered while the host drains.
+        return self.prepare_for_alt_rpcserver(host, '1.3', timeout).call(
+            ctxt, 'get_console_output', instance_uuid=instance_uuid,
+            max_bytes=max_bytes)
 
     def get_instance_actions(self, ctxt, host, instance_uuid):
         return self._prepare(host, '1.2').call(

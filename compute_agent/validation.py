@@ -53,6 +53,21 @@ def power_off_request(instance_uuid_value, clean_shutdown, shutdown_timeout):
             optional_timeout(shutdown_timeout))
 
 
+MAX_CONSOLE_BYTES = 1024 * 1024
+DEFAULT_CONSOLE_BYTES = 64 * 1024
+
+
+def console_bytes(value):
+    """None (a default tail) or a whole number of bytes up to 1 MiB."""
+    if value is None:
+        return DEFAULT_CONSOLE_BYTES
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 1 <= value <= MAX_CONSOLE_BYTES:
+        raise _invalid(f'max_bytes must be a whole number from 1 to '
+                       f'{MAX_CONSOLE_BYTES}, got {value!r}')
+    return value
+
+
 def reboot_type(value):
     if value not in REBOOT_TYPES:
         raise _invalid(f'reboot_type must be one of {", ".join(REBOOT_TYPES)}'

@@ -68,6 +68,14 @@ def _parser():
                        ('start', 'Power an instance on.')):
         verbs.add_parser(verb, help=text).add_argument('uuid')
 
+    console = verbs.add_parser(
+        'console-log', help='The tail of an instance\'s serial console '
+                            'log (answered while the agent drains).')
+    console.add_argument('uuid')
+    console.add_argument('--bytes', type=int, metavar='N',
+                         help='How much of the end of the log to show '
+                              '(default 64 KiB, at most 1 MiB).')
+
     boot = verbs.add_parser('boot', help='Build and start an instance.')
     boot.add_argument('name')
     boot.add_argument('--uuid', default=None,
@@ -187,6 +195,9 @@ def _run(api, args, ctxt):
         return api.get_service_status(ctxt, host, alt=args.alt)
     if args.verb == 'show':
         return api.get_instance(ctxt, host, args.uuid)
+    if args.verb == 'console-log':
+        return api.get_console_output(ctxt, host, args.uuid,
+                                      max_bytes=args.bytes)
     if args.verb == 'actions':
         return api.get_instance_actions(ctxt, host, args.uuid)
     if args.verb == 'boot':
@@ -274,6 +285,10 @@ def _host_stop_all(api, args, ctxt, progress):
 def _print_result(verb, result, as_json):
     if as_json:
         print(json.dumps(result, indent=2, sort_keys=True))
+    elif verb == 'console-log':
+        # The log as it is, ending in a line break when it has text.
+        sys.stdout.write(result if not result or result.endswith('\n')
+                         else result + '\n')
     elif verb == 'list':
         print(client_format.instance_list(result))
     elif verb == 'status':

@@ -90,6 +90,11 @@ class ComputeDriver(abc.ABC):
         and start it."""
 
     @abc.abstractmethod
+    def get_console_output(self, instance_uuid, max_bytes):
+        """The last max_bytes of the guest's serial console log, as text;
+        empty when the guest has no console log (e.g. the test driver)."""
+
+    @abc.abstractmethod
     def delete(self, instance_uuid):
         """Remove the (powered-off) guest's definition and files."""
 

@@ -102,5 +102,8 @@ class CliTest(AgentTestCase):
             self.assertEqual('stopped', self.rpc.call(
                 'get_instance', instance_uuid=uuid_)['vm_state'])
 
+        # The test driver's guests have no console log.
+        self.assertEqual('', self.cli('console-log', guest))
+
         stderr = self.cli('shelve', '--timeout', '-2', guest, expect=1)
         self.assertIn('InvalidInput', stderr)

@@ -107,6 +107,9 @@ class PowerOffTest(RealGuestTestCase):
                           forced['method'], forced['timeout']))
         self.assertGreaterEqual(forced['seconds'], 5)
 
+        console = self.rpc.call('get_console_output', topic=rpc.ALT_TOPIC,
+                                instance_uuid=cooperative)
+        self.assertIn(libvirtd.GUEST_READY_LINE, console)
         for instance_uuid in (cooperative, stubborn):
             record = self.rpc.call('get_instance',
                                    instance_uuid=instance_uuid)

@@ -96,6 +96,10 @@ class FakeDriver(driver.ComputeDriver):
         guest['rescue'] = None
         guest['state'] = driver.RUNNING
 
+    def get_console_output(self, instance_uuid, max_bytes):
+        console = self.guests.get(instance_uuid, {}).get('console', '')
+        return console[-max_bytes:]
+
     def delete(self, instance_uuid):
         self._maybe_fail('delete', instance_uuid)
         self.guests.pop(instance_uuid, None)

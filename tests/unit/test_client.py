@@ -463,6 +463,14 @@ class TestNewVerbRequests(ClientTestCase):
         self.assertEqual(0, self.run_client('show', UUID))
         self.assertRegex(self.stdout.getvalue(), r'\nsnapshot +snap-77\n')
 
+    def test_console_log_prints_the_log_as_it_is(self):
+        self.api.get_console_output.return_value = 'boot\nREADY'
+        self.assertEqual(0, self.run_client('console-log', UUID,
+                                            '--bytes', '100'))
+        self.api.get_console_output.assert_called_once_with(
+            mock.ANY, HOST, UUID, max_bytes=100)
+        self.assertEqual('boot\nREADY\n', self.stdout.getvalue())
+
     def test_actions_table(self):
         self.api.get_instance_actions.return_value = ACTIONS
         self.assertEqual(0, self.run_client('actions', UUID))

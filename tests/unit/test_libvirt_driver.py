@@ -83,6 +83,16 @@ class TestDriverTest(testtools.TestCase):
                                   self.driver.power_on, self.uuid)
         self.assertIn('no such domain', str(error))
 
+    def test_console_output_is_the_tail_of_the_log(self):
+        self.spawn()
+        self.assertEqual('', self.driver.get_console_output(self.uuid, 10))
+        log = self.driver.console_log_path(self.uuid)
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, 'wb') as console:
+            console.write(b'early\nCOMPUTE-AGENT-GUEST READY\n\xff')
+        self.assertEqual('GUEST READY\n\ufffd',
+                         self.driver.get_console_output(self.uuid, 13))
+
     def test_test_driver_boots_any_image(self):
         self.driver.check_image(IMAGE)
 

@@ -537,6 +537,26 @@ class ShelveTest(ManagerTestCase):
         self.assertIsNone(self.manager._images.get(snapshot_id))
 
 
+class ConsoleOutputTest(ManagerTestCase):
+    def test_tail_of_the_console_log(self):
+        uuid_ = self.boot()['uuid']
+        self.driver.guests[uuid_]['console'] = 'boot\nREADY\n'
+        self.assertEqual('boot\nREADY\n', self.manager.get_console_output(
+            self.ctxt, uuid_))
+        self.assertEqual('READY\n', self.manager.get_console_output(
+            self.ctxt, uuid_, max_bytes=6))
+
+    def test_bad_requests(self):
+        uuid_ = self.boot()['uuid']
+        for max_bytes in (0, -1, 2 * 1024 * 1024, '10', True):
+            self.assertRaises(exception.InvalidInput,
+                              self.manager.get_console_output, self.ctxt,
+                              uuid_, max_bytes=max_bytes)
+        self.assertRaises(exception.InstanceNotFound,
+                          self.manager.get_console_output, self.ctxt,
+                          str(uuid.uuid4()))
+
+
 class ActionRecordTest(ManagerTestCase):
     def test_each_operation_leaves_an_action(self):
         uuid_ = self.boot()['uuid']

@@ -122,7 +122,7 @@ class TestAltRouting(_APITestCase):
 
     def test_pinned_to_1_0_falls_back_to_compute_and_logs(self):
         with self.assertLogs(rpcapi.__name__, logging.INFO) as logs:
-            self.api('1.0').prepare_for_alt_rpcserver(HOST, '1.1')
+            self.api('1.0').prepare_for_alt_rpcserver(HOST, '1.0')
         self.assertEqual([(HOST, 'compute', '1.0', None)],
                          self.clients_made())
         [line] = logs.output
@@ -134,9 +134,28 @@ class TestAltRouting(_APITestCase):
         with self.assertNoLogs(rpcapi.__name__, logging.DEBUG):
             self.api().prepare_for_alt_rpcserver(HOST, '1.1')
 
+    def test_pinned_below_the_method_raises_instead_of_downgrading(self):
+        # A peer capped below the version a method needs cannot take it on
+        # either topic: refuse, rather than send arguments it cannot read.
+        for pin in ('1.0', '1.2'):
+            self.assertRaises(oslo_messaging.RPCVersionCapError,
+                              self.api(pin).prepare_for_alt_rpcserver,
+                              HOST, '1.3')
+        self.assertEqual([], self.clients_made())
+
+    def test_console_output_goes_to_alt_topic_as_1_3(self):
+        self.client.call.return_value = 'READY\n'
+        self.assertEqual('READY\n', self.api().get_console_output(
+            CTXT, HOST, 'u-1', max_bytes=100))
+        self.assertEqual([(HOST, 'compute-alt', '1.3', None)],
+                         self.clients_made())
+        self.client.call.assert_called_once_with(
+            CTXT, 'get_console_output', instance_uuid='u-1', max_bytes=100)
+
     def test_alt_status_goes_to_alt_topic(self):
+        # get_service_status exists since 1.0; compute-alt since 1.1.
         self.api().get_service_status(CTXT, HOST, alt=True)
-        self.assertEqual([(HOST, 'compute-alt', '1.1', None)],
+        self.assertEqual([(HOST, 'compute-alt', '1.0', None)],
                          self.clients_made())
         self.client.call.assert_called_once_with(CTXT, 'get_service_status')
 
@@ -151,8 +170,8 @@ class TestAutoPin(_APITestCase):
         self.client.call.return_value = {'service_version': 1}
         api = self.api('auto')
         with self.assertLogs(rpcapi.__name__, logging.INFO):
-            api.prepare_for_alt_rpcserver(HOST, '1.1')
-            api.prepare_for_alt_rpcserver(HOST, '1.1')
+            api.prepare_for_alt_rpcserver(HOST, '1.0')
+            api.prepare_for_alt_rpcserver(HOST, '1.0')
         self.assertEqual(1, len(self.status_probes()))
         self.assertEqual(
             [(HOST, 'compute-alt', '1.0', rpcapi.DISCOVERY_TIMEOUT),
@@ -303,7 +322,7 @@ class TestPowerCallTimeout(_APITestCase):
         # The CLI's progress poller must not hang on a slow agent.
         api = self.api()
         api.get_service_status(CTXT, HOST, alt=True, timeout=2)
-        self.assertEqual((HOST, 'compute-alt', '1.1', 2),
+        self.assertEqual((HOST, 'compute-alt', '1.0', 2),
                          self.clients_made()[-1])
         api.get_instance(CTXT, HOST, UUID, timeout=3)
         self.assertEqual((HOST, 'compute', '1.0', 3),

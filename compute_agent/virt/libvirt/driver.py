@@ -333,6 +333,15 @@ class LibvirtDriver(driver.ComputeDriver):
             raise self._fail('delete', instance_uuid, error)
         shutil.rmtree(self._instance_dir(instance_uuid), ignore_errors=True)
 
+    def get_console_output(self, instance_uuid, max_bytes):
+        try:
+            with open(self.console_log_path(instance_uuid), 'rb') as log:
+                log.seek(0, os.SEEK_END)
+                log.seek(max(log.tell() - max_bytes, 0))
+                return log.read().decode('utf-8', errors='replace')
+        except FileNotFoundError:
+            return ''
+
     def get_power_state(self, instance_uuid):
         try:
             domain = self._lookup(instance_uuid)

@@ -41,12 +41,13 @@ import uuid
 
 import oslo_messaging
 
+from compute_agent import rpc
+
 LOG = logging.getLogger(__name__)
 
 VERSION = '1.3'
-EXCHANGE = 'compute_agent'
-TOPIC = 'compute'
-ALT_TOPIC = 'compute-alt'
+TOPIC = rpc.TOPIC
+ALT_TOPIC = rpc.ALT_TOPIC
 ALT_TOPIC_MIN_VERSION = '1.1'
 # What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
 SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2', 4: '1.3'}
@@ -91,10 +92,9 @@ class ComputeAPI:
             cached = self._auto_caps.get(host)
             if cached and cached[1] > self._clock():
                 return cached[0]
+        # An agent newer than this client is sent this client's newest.
         cap = SERVICE_VERSION_TO_RPC.get(
             self._discover_service_version(host), VERSION)
-        if _versions(cap) > _versions(VERSION):
-            cap = VERSION
         with self._auto_lock:
             self._auto_caps[host] = (cap, self._clock() +
                                      AUTO_PIN_CACHE_SECONDS)
@@ -104,17 +104,18 @@ class ComputeAPI:
         """Ask host which SERVICE_VERSION it runs. compute-alt is asked
         first because it still answers while the host drains; a host too
         old to have that queue makes the broker refuse at once."""
-        try:
-            return self._client(host, ALT_TOPIC, '1.0',
-                                DISCOVERY_TIMEOUT).call(
+        def ask(topic):
+            return self._client(host, topic, '1.0', DISCOVERY_TIMEOUT).call(
                 new_context(), 'get_service_status')['service_version']
+        try:
+            return ask(ALT_TOPIC)
         except (oslo_messaging.MessageUndeliverable,
                 oslo_messaging.MessagingTimeout):
-            return self._client(host, TOPIC, '1.0', DISCOVERY_TIMEOUT).call(
-                new_context(), 'get_service_status')['service_version']
+            return ask(TOPIC)
 
     def _client(self, host, topic, version, timeout=None):
-        target = oslo_messaging.Target(exchange=EXCHANGE, topic=topic,
+        target = oslo_messaging.Target(exchange=rpc.DEFAULT_EXCHANGE,
+                                       topic=topic,
                                        server=host, version=version)
         return oslo_messaging.get_rpc_client(
             self._transport, target, timeout=timeout, retry=self._retry,

@@ -159,13 +159,9 @@ class Service(oslo_service.ServiceBase):
                  'operation(s) in flight; %s', rpc.TOPIC, in_flight,
                  self._budget_text(deadline, started))
         systemd.notify(STATUS=f'draining: {in_flight} operation(s) in flight')
-        drained = self._tracker.wait_until_drained(
-            deadline, report=self._report_progress,
-            report_every=DRAIN_REPORT_INTERVAL)
+        drained = self._wait_for_in_flight(deadline)
         self._stop_promptly(self._alt, rpc.ALT_TOPIC)
-        drained = self._tracker.wait_until_drained(
-            deadline, report=self._report_progress,
-            report_every=DRAIN_REPORT_INTERVAL) and drained
+        drained = self._wait_for_in_flight(deadline) and drained
 
         if drained:
             LOG.info('Drained in %.3f s; exiting', self._clock() - started)
@@ -177,6 +173,11 @@ class Service(oslo_service.ServiceBase):
         systemd.notify(STATUS='stopped')
         self._enter(STOPPED)
         self._stopped.set()
+
+    def _wait_for_in_flight(self, deadline):
+        return self._tracker.wait_until_drained(
+            deadline, report=self._report_progress,
+            report_every=DRAIN_REPORT_INTERVAL)
 
     def _stop_promptly(self, server, topic):
         """Stop one RPC server without waiting out its poll timeout.

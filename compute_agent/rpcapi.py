@@ -29,6 +29,10 @@ the version sent (``auto`` asks each agent for its own), and a request
 meant for ``compute-alt`` goes to ``compute`` when the peer is older than
 1.1, with a log line saying so.
 
+Build the transport after compute_agent.rpc.set_defaults(), so that the
+exchange defaults to the agent's (``compute_agent``) unless
+``control_exchange`` says otherwise.
+
 Requests are published with the broker's mandatory flag: a request to a
 host that has never run an agent on this bus fails at once with
 MessageUndeliverable instead of waiting out its timeout.
@@ -114,9 +118,10 @@ class ComputeAPI:
             return ask(TOPIC)
 
     def _client(self, host, topic, version, timeout=None):
-        target = oslo_messaging.Target(exchange=rpc.DEFAULT_EXCHANGE,
-                                       topic=topic,
-                                       server=host, version=version)
+        # No exchange here: the transport's, i.e. [DEFAULT] control_exchange,
+        # which is what the agent listens on.
+        target = oslo_messaging.Target(topic=topic, server=host,
+                                       version=version)
         return oslo_messaging.get_rpc_client(
             self._transport, target, timeout=timeout, retry=self._retry,
             transport_options=oslo_messaging.TransportOptions(

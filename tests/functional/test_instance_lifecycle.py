@@ -21,12 +21,15 @@ CONFIG_SHUTDOWN_TIMEOUT = 10
 
 
 class AgentTestCase(testtools.TestCase):
+    extra_config = None
+
     def setUp(self):
         super().setUp()
         broker = rabbitmq.shared_broker()
         self.agent = self.useFixture(agent_fixture.AgentProcess(
             broker.transport_url,
-            shutdown_timeout=CONFIG_SHUTDOWN_TIMEOUT))
+            shutdown_timeout=CONFIG_SHUTDOWN_TIMEOUT,
+            extra_config=self.extra_config))
         self.agent.wait_ready()
         self.rpc = self.useFixture(rpc.AgentRPCClient(broker.transport_url,
                                                       self.agent.host))
@@ -110,6 +113,18 @@ class CliLifecycleTest(AgentTestCase):
         stderr = self.cli('--host', 'no-such-host', '--rpc-timeout', '2',
                           'list', expect=3)
         self.assertIn('no-such-host', stderr)
+
+
+class SiteExchangeTest(AgentTestCase):
+    """An operator who sets control_exchange sets it for agent and CLI
+    alike, in the config file both read."""
+
+    extra_config = {'DEFAULT': {'control_exchange': 'site_compute'}}
+
+    def test_cli_reaches_an_agent_on_a_configured_exchange(self):
+        record = self.cli('--json', 'boot', 'site-1')
+        self.assertEqual([record['uuid']],
+                         [r['uuid'] for r in self.cli('--json', 'list')])
 
 
 class WireContractTest(AgentTestCase):

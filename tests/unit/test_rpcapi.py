@@ -102,8 +102,10 @@ class TestClientTarget(testtools.TestCase):
         self.assertTrue(
             get.call_args.kwargs['transport_options'].at_least_once)
         target = get.call_args.args[1]
+        # No exchange: the transport's [DEFAULT] control_exchange applies,
+        # the one the agent listens on.
         self.assertEqual(
-            ('compute_agent', 'compute-alt', HOST, '1.1'),
+            (None, 'compute-alt', HOST, '1.1'),
             (target.exchange, target.topic, target.server, target.version))
 
 

@@ -101,3 +101,113 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def get_power_state(self, instance_uuid):
         """One of the power-state words; NOSTATE when it is not defined."""
+
+    # -- live migration -------------------------------------------------
+    #
+    # The source's manager drives a live migration; the driver calls run
+    # on the host named in each docstring. ``target`` is what
+    # migration_target() returned on the destination.
+
+    @abc.abstractmethod
+    def migration_target(self):
+        """On the destination: what a source needs to migrate a guest
+        here, as a JSON-serialisable dict (libvirt URI, data address)."""
+
+    @abc.abstractmethod
+    def get_migratable_xml(self, instance_uuid):
+        """On the source: the running guest's definition as a
+        destination needs it."""
+
+    @abc.abstractmethod
+    def pre_live_migration(self, instance_uuid, migratable_xml, image,
+                           block_migration):
+        """On the destination: prepare to receive the guest (its
+        directory, for a block migration an empty overlay of its disk) and
+        return the domain XML it is to run with here (this host's paths).
+        Raises MigrationError when it cannot receive it."""
+
+    @abc.abstractmethod
+    def live_migration(self, instance_uuid, target, destination_xml,
+                       block_migration, control):
+        """On the source: move the running guest to target and block until
+        it runs there; the source's definition is gone afterwards.
+        Honours control (a MigrationControl): reports progress, aborts
+        when asked or at its deadline, forces completion when asked. On
+        failure or abort raises MigrationError with the guest still
+        running here."""
+
+    @abc.abstractmethod
+    def post_live_migration_at_destination(self, instance_uuid,
+                                           destination_xml):
+        """On the destination: the guest runs here; make its definition
+        persistent and resume it should it be paused."""
+
+    @abc.abstractmethod
+    def rollback_live_migration_at_destination(self, instance_uuid):
+        """On the destination: remove whatever pre_live_migration or a
+        failed migration left (a paused incoming domain, files)."""
+
+    @abc.abstractmethod
+    def cleanup_after_live_migration(self, instance_uuid):
+        """On the source: remove the guest's files once it runs on the
+        destination."""
+
+    # -- cold migration and resize --------------------------------------
+
+    @abc.abstractmethod
+    def instance_path(self, instance_uuid):
+        """The directory holding the guest's files on this host."""
+
+    @abc.abstractmethod
+    def create_shared_storage_marker(self, instance_uuid):
+        """On the destination: create a uniquely named file in the guest's
+        directory and return its name, for
+        check_shared_storage_marker() on the source."""
+
+    @abc.abstractmethod
+    def check_shared_storage_marker(self, instance_uuid, marker):
+        """On the source: whether the marker file is in the guest's
+        directory here, i.e. both hosts keep guests' files on one shared
+        filesystem."""
+
+    @abc.abstractmethod
+    def remove_shared_storage_marker(self, instance_uuid, marker):
+        """On the destination: remove the marker file again."""
+
+    @abc.abstractmethod
+    def migrate_disk(self, instance_uuid, destination_path, shared_storage):
+        """On the source, with the guest powered off: copy its own disk
+        into destination_path (the destination's instance_path()), unless
+        shared_storage. Returns {'disk': bool}: whether the guest has a
+        disk of its own. The guest stays defined here for a revert."""
+
+    @abc.abstractmethod
+    def finish_migration(self, instance_uuid, name, vcpus, memory_mb, image,
+                         has_disk, power_on):
+        """On the destination: define the guest with this host's paths and
+        the given flavor, using the disk migrate_disk() put here (or the
+        shared one) when has_disk; start it when power_on."""
+
+    @abc.abstractmethod
+    def confirm_migration(self, instance_uuid, shared_storage):
+        """On the source: undefine the powered-off original and remove its
+        files (with shared_storage the files are the destination's now and
+        are kept)."""
+
+    @abc.abstractmethod
+    def revert_migration_at_destination(self, instance_uuid,
+                                        shared_storage):
+        """On the destination: destroy and undefine the migrated guest and
+        remove its files (kept with shared_storage: they are the
+        original's)."""
+
+    @abc.abstractmethod
+    def finish_revert_migration(self, instance_uuid, power_on):
+        """On the source: the original definition is still here; start it
+        when power_on."""
+
+    @abc.abstractmethod
+    def get_serial_console(self, instance_uuid):
+        """How to reach the running guest's serial console, from its live
+        definition: {'type': 'file'|'pty'|'tcp'|..., plus 'path' or
+        'host'/'port'}. Raises HypervisorError when it has none."""

@@ -1,6 +1,7 @@
 """Fakes for unit tests: a hypervisor driver held in memory."""
 
 import threading
+import uuid as uuid_lib
 
 from compute_agent import exception
 from compute_agent.virt import driver
@@ -11,8 +12,16 @@ class FakeDriver(driver.ComputeDriver):
     """Guests are dicts; power-off honours `ignores_acpi` per guest and
     can be made to fail or to block until released."""
 
-    def __init__(self):
+    def __init__(self, hosts=None, name='fake-host'):
+        """:param hosts: a dict shared by the FakeDrivers of one test, name
+            -> driver, through which a live migration moves a guest."""
+        self.name = name
+        self.hosts = hosts if hosts is not None else {}
+        self.hosts[name] = self
         self.guests = {}
+        self.files = {}   # instance uuid -> set of file names
+        self.migration_gate = None
+        self.live_migrations = []
         self.power_off_calls = []
         self.fail_next = {}
         self.power_off_gate = None
@@ -108,6 +117,111 @@ class FakeDriver(driver.ComputeDriver):
         guest = self.guests.get(instance_uuid)
         return guest['state'] if guest else driver.NOSTATE
 
+    def get_serial_console(self, instance_uuid):
+        if instance_uuid not in self.guests:
+            raise exception.HypervisorError(
+                action='get the serial console of',
+                instance_uuid=instance_uuid, reason='no such domain')
+        return {'type': 'file', 'path': f'/fake/{instance_uuid}/console'}
+
+    # -- live migration: the guest dict moves between drivers --------------
+
+    def migration_target(self):
+        self._maybe_fail('migration_target', None)
+        return {'fake_host': self.name}
+
+    def get_migratable_xml(self, instance_uuid):
+        return f'<domain uuid="{instance_uuid}" host="{self.name}"/>'
+
+    def pre_live_migration(self, instance_uuid, migratable_xml, image,
+                           block_migration):
+        self._maybe_fail('pre_live_migration', instance_uuid)
+        self.files[instance_uuid] = {'incoming'}
+        return migratable_xml.replace('/>', f' dest="{self.name}"/>')
+
+    def live_migration(self, instance_uuid, target, destination_xml,
+                       block_migration, control):
+        """Moves the guest dict; migration_gate holds it half-way, where
+        control's abort and force-complete requests are honoured."""
+        self.live_migrations.append((instance_uuid, target,
+                                     block_migration))
+        control.report(percent=50)
+        if self.migration_gate is not None:
+            self.migration_gate.entered.set()
+            while not self.migration_gate.released():
+                reason = control.abort_reason()
+                if reason is not None:
+                    raise exception.MigrationError(
+                        reason=f'aborted: {reason}')
+                if control.take_force_complete():
+                    break
+                control.wait(0.01)
+        self._maybe_fail('live_migration', instance_uuid)
+        destination = self.hosts[target['fake_host']]
+        destination.guests[instance_uuid] = self.guests.pop(instance_uuid)
+        destination.guests[instance_uuid]['xml'] = destination_xml
+        control.report(percent=100)
+
+    def post_live_migration_at_destination(self, instance_uuid,
+                                           destination_xml):
+        self._maybe_fail('post_live_migration_at_destination',
+                         instance_uuid)
+        self.files[instance_uuid] = {'disk', 'console'}
+
+    def rollback_live_migration_at_destination(self, instance_uuid):
+        self.files.pop(instance_uuid, None)
+
+    def cleanup_after_live_migration(self, instance_uuid):
+        self.files.pop(instance_uuid, None)
+
+    # -- cold migration ----------------------------------------------------
+
+    def instance_path(self, instance_uuid):
+        return f'/fake/{self.name}/{instance_uuid}'
+
+    def create_shared_storage_marker(self, instance_uuid):
+        marker = f'.marker-{uuid_lib.uuid4().hex}'
+        self.files.setdefault(instance_uuid, set()).add(marker)
+        return marker
+
+    def check_shared_storage_marker(self, instance_uuid, marker):
+        return marker in self.files.get(instance_uuid, ())
+
+    def remove_shared_storage_marker(self, instance_uuid, marker):
+        self.files.get(instance_uuid, set()).discard(marker)
+
+    def migrate_disk(self, instance_uuid, destination_path, shared_storage):
+        self._maybe_fail('migrate_disk', instance_uuid)
+        guest = self.guests[instance_uuid]
+        if guest['state'] != driver.SHUTDOWN:
+            raise exception.HypervisorError(
+                action='migrate the disk of', instance_uuid=instance_uuid,
+                reason='guest is running')
+        return {'disk': guest['disk']}
+
+    def finish_migration(self, instance_uuid, name, vcpus, memory_mb, image,
+                         has_disk, power_on):
+        self._maybe_fail('finish_migration', instance_uuid)
+        self.guests[instance_uuid] = {
+            'state': driver.RUNNING if power_on else driver.SHUTDOWN,
+            'ignores_acpi': False, 'waits_for_force': False,
+            'disk': has_disk, 'image': image, 'rescue': None,
+            'flavor': (vcpus, memory_mb)}
+
+    def confirm_migration(self, instance_uuid, shared_storage):
+        self.guests.pop(instance_uuid, None)
+        self.files.pop(instance_uuid, None)
+
+    def revert_migration_at_destination(self, instance_uuid,
+                                        shared_storage):
+        self._maybe_fail('revert_migration_at_destination', instance_uuid)
+        self.guests.pop(instance_uuid, None)
+
+    def finish_revert_migration(self, instance_uuid, power_on):
+        self._maybe_fail('finish_revert_migration', instance_uuid)
+        if power_on:
+            self.guests[instance_uuid]['state'] = driver.RUNNING
+
 
 class BlockingGate:
     """Holds a fake operation until the test releases it."""
@@ -122,3 +236,6 @@ class BlockingGate:
 
     def release(self):
         self._release.set()
+
+    def released(self):
+        return self._release.is_set()

@@ -351,3 +351,18 @@ class LibvirtDriver(driver.ComputeDriver):
         except libvirt.libvirtError as error:
             raise self._fail('read the power state of', instance_uuid,
                              error)
+
+    # Migration support lands in the next commits; until then every
+    # migration step refuses clearly.
+    def _no_migration(self, *args, **kwargs):
+        raise exception.MigrationError(
+            reason='this agent cannot migrate guests yet')
+
+    migration_target = get_migratable_xml = pre_live_migration = \
+        live_migration = post_live_migration_at_destination = \
+        rollback_live_migration_at_destination = \
+        cleanup_after_live_migration = instance_path = \
+        create_shared_storage_marker = check_shared_storage_marker = \
+        remove_shared_storage_marker = migrate_disk = finish_migration = \
+        confirm_migration = revert_migration_at_destination = \
+        finish_revert_migration = get_serial_console = _no_migration

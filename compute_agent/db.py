@@ -1,5 +1,6 @@
 """Local state in a SQLite file under state_path: instance records, the
-action history of each instance, and the snapshots of the image store.
+action history of each instance, the snapshots of the image store and the
+migration records.
 
 Records are handed around as plain dicts in the wire contract's shape, so
 nothing outside this module sees SQLAlchemy objects. State changes that
@@ -95,6 +96,43 @@ class Snapshot(Base):
                 'created_at': _iso(self.created_at)}
 
 
+class Migration(Base):
+    """One live or cold migration (or resize) as this host saw it. Both
+    ends keep a record under the same id; the host that runs the flow
+    (the source of a live migration, the destination of a cold one)
+    writes its status and progress."""
+
+    __tablename__ = 'migrations'
+
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(36), primary_key=True)
+    kind: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36),
+                                                       index=True)
+    source_host: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    dest_host: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    status: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    request_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    details: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+    progress: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
+    message: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    created_at: orm.Mapped[datetime.datetime]
+    updated_at: orm.Mapped[datetime.datetime]
+    finished_at: orm.Mapped[datetime.datetime | None]
+
+    def to_primitive(self):
+        return {
+            'id': self.id, 'kind': self.kind,
+            'instance_uuid': self.instance_uuid,
+            'source_host': self.source_host, 'dest_host': self.dest_host,
+            'status': self.status, 'request_id': self.request_id,
+            'details': self.details, 'progress': self.progress,
+            'message': self.message,
+            'created_at': _iso(self.created_at),
+            'updated_at': _iso(self.updated_at),
+            'finished_at': _iso(self.finished_at),
+        }
+
+
 def _iso(moment):
     return None if moment is None else moment.isoformat() + 'Z'
 
@@ -138,6 +176,22 @@ class Database:
                 return None
             record = Instance(created_at=now, updated_at=now, **values)
             session.add(record)
+            session.flush()
+            return record.to_primitive()
+
+    def put_instance(self, **values):
+        """Insert or replace a record: an instance arriving by migration
+        may have lived here before."""
+        now = _now()
+        with self._session.begin() as session:
+            record = session.get(Instance, values['uuid'])
+            if record is None:
+                record = Instance(created_at=now, **values)
+                session.add(record)
+            else:
+                for key, value in values.items():
+                    setattr(record, key, value)
+            record.updated_at = now
             session.flush()
             return record.to_primitive()
 
@@ -224,3 +278,60 @@ class Database:
             record = session.get(Snapshot, snapshot_id)
             if record is not None:
                 session.delete(record)
+
+    # -- migrations ------------------------------------------------------
+
+    def put_migration(self, **values):
+        """Insert or update the record with values['id']."""
+        now = _now()
+        with self._session.begin() as session:
+            record = session.get(Migration, values['id'])
+            if record is None:
+                values.setdefault('details', {})
+                record = Migration(created_at=now, **values)
+                session.add(record)
+            else:
+                for key, value in values.items():
+                    setattr(record, key, value)
+            record.updated_at = now
+            if values.get('status') in FINAL_MIGRATION_STATES:
+                record.finished_at = now
+            session.flush()
+            return record.to_primitive()
+
+    def update_migration(self, migration_id, expected_status=ANY, **values):
+        """Update a record; None when it is gone or its status is not
+        expected_status (one of them, when a tuple)."""
+        query = sa.update(Migration).where(Migration.id == migration_id)
+        if expected_status is not ANY:
+            allowed = expected_status if isinstance(expected_status, tuple) \
+                else (expected_status,)
+            query = query.where(Migration.status.in_(allowed))
+        values['updated_at'] = _now()
+        if values.get('status') in FINAL_MIGRATION_STATES:
+            values['finished_at'] = values['updated_at']
+        with self._session.begin() as session:
+            if session.execute(query.values(**values)).rowcount != 1:
+                return None
+            return session.get(Migration, migration_id).to_primitive()
+
+    def get_migration(self, migration_id):
+        with self._session() as session:
+            record = session.get(Migration, migration_id)
+            return record.to_primitive() if record else None
+
+    def list_migrations(self, instance_uuid=None, statuses=None):
+        query = sa.select(Migration)
+        if instance_uuid is not None:
+            query = query.where(Migration.instance_uuid == instance_uuid)
+        if statuses is not None:
+            query = query.where(Migration.status.in_(statuses))
+        with self._session() as session:
+            return [r.to_primitive() for r in session.scalars(
+                query.order_by(Migration.created_at))]
+
+
+# Statuses that stamp finished_at: the flow ran to an end (a completed
+# resize still moves on to confirmed or reverted, and is stamped again).
+FINAL_MIGRATION_STATES = frozenset(
+    ['completed', 'failed', 'cancelled', 'error', 'confirmed', 'reverted'])

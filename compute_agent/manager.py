@@ -2,8 +2,10 @@
 
 The shared machinery (claiming an instance, action records, the
 forcible clean-then-forced power-off) is in manager_base; rescue and
-shelve are in manager_shelve. This module holds reads and the basic
-lifecycle: build, start, stop, reboot, delete.
+shelve are in manager_shelve, live migration in manager_migrate, cold
+migration and resize in manager_resize. This module holds reads,
+external events and the basic lifecycle: build, start, stop, reboot,
+delete.
 """
 
 import logging
@@ -11,8 +13,11 @@ import time
 
 import oslo_messaging
 
+from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import manager_base as base
+from compute_agent import manager_migrate
+from compute_agent import manager_resize
 from compute_agent import manager_shelve
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
@@ -20,8 +25,8 @@ from compute_agent.virt import driver as virt_driver
 LOG = logging.getLogger(__name__)
 
 # Keep in step with compute_agent.rpcapi (a unit test checks it).
-RPC_API_VERSION = '1.3'
-SERVICE_VERSION = 4
+RPC_API_VERSION = '1.4'
+SERVICE_VERSION = 5
 
 remotable = base.remotable
 
@@ -34,7 +39,9 @@ def _is_deleted(record):
     return record['vm_state'] == base.DELETED
 
 
-class ComputeManager(manager_shelve.ShelveRescueMixin, base.ManagerBase):
+class ComputeManager(manager_migrate.LiveMigrationMixin,
+                     manager_resize.ResizeMixin,
+                     manager_shelve.ShelveRescueMixin, base.ManagerBase):
     target = oslo_messaging.Target(version=RPC_API_VERSION)
 
     # -- reads ----------------------------------------------------------
@@ -71,6 +78,52 @@ class ComputeManager(manager_shelve.ShelveRescueMixin, base.ManagerBase):
         self._get(uuid)
         return self._driver.get_console_output(uuid, limit)
 
+    @remotable
+    def get_serial_console(self, ctxt, instance_uuid):
+        uuid = validation.instance_uuid(instance_uuid)
+        self._get(uuid)
+        return self._driver.get_serial_console(uuid)
+
+    @remotable
+    def get_migration(self, ctxt, migration_id):
+        migration = self._db.get_migration(
+            validation.migration_id(migration_id))
+        if migration is None:
+            raise exception.InvalidInput(
+                reason=f'host {self._host} knows no migration '
+                       f'{migration_id}')
+        return self._with_live_progress(migration)
+
+    @remotable
+    def list_migrations(self, ctxt, instance_uuid=None):
+        if instance_uuid is not None:
+            instance_uuid = validation.instance_uuid(instance_uuid)
+        return [self._with_live_progress(migration) for migration in
+                self._db.list_migrations(instance_uuid)]
+
+    def _with_live_progress(self, migration):
+        """Progress of a live migration running here is read from the
+        driver's reports, not written to the database at every step."""
+        with self._migrations_lock:
+            control = self._live_controls.get(migration['id'])
+        if control is not None and migration['status'] == 'running':
+            migration = dict(migration, progress=control.progress() or None)
+        return migration
+
+    # -- external events ----------------------------------------------------
+
+    @remotable
+    def external_instance_event(self, ctxt, instance_uuid, name, tag=None):
+        uuid = validation.instance_uuid(instance_uuid)
+        name = validation.event_name(name)
+        tag = validation.event_tag(tag)
+        delivered = self._events.deliver(uuid, name, tag)
+        LOG.info('Event %s for instance %s %s', instance_events.event_key(
+            name, tag), uuid, 'woke an operation waiting for it'
+            if delivered else 'kept: nothing waits for it yet')
+        return {'instance_uuid': uuid, 'name': name, 'tag': tag,
+                'delivered': delivered}
+
     # -- lifecycle ------------------------------------------------------
 
     @remotable
@@ -89,11 +142,22 @@ class ComputeManager(manager_shelve.ShelveRescueMixin, base.ManagerBase):
                        f'exists; uuids cannot be reused')
         with self._action(ctxt, spec['uuid'], 'build'):
             started = time.monotonic()
+            waiter = self._events.prepare(spec['uuid'], [
+                instance_events.event_key(name, tag)
+                for name, tag in spec['wait_for_events']])
             try:
                 self._driver.spawn(spec['uuid'], spec['name'],
                                    spec['vcpus'], spec['memory_mb'],
                                    spec['image'])
             except Exception as error:
+                self._events.forget(waiter)
+                raise self._fail(spec['uuid'], 'build', error,
+                                 vm_state=base.ERROR)
+            try:
+                self._wait_for_events(waiter, 'build', spec['uuid'])
+            except exception.HypervisorError as error:
+                # Not left running: the guest lacks what it waited for.
+                self._delete_quietly(spec['uuid'])
                 raise self._fail(spec['uuid'], 'build', error,
                                  vm_state=base.ERROR)
             LOG.info('Built instance %s (%s) in %.2f s', spec['uuid'],
@@ -101,6 +165,13 @@ class ComputeManager(manager_shelve.ShelveRescueMixin, base.ManagerBase):
             return self._finish(
                 spec['uuid'], vm_state=base.ACTIVE,
                 power_state=self._safe_power_state(spec['uuid']))
+
+    def _delete_quietly(self, instance_uuid):
+        try:
+            self._driver.delete(instance_uuid)
+        except exception.HypervisorError:
+            LOG.exception('Could not remove instance %s after its build '
+                          'failed', instance_uuid)
 
     @remotable
     def start_instance(self, ctxt, instance_uuid):

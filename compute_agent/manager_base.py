@@ -12,6 +12,7 @@ id, start, end, result, power-off, error message).
 """
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import logging
@@ -20,8 +21,11 @@ import time
 
 import oslo_messaging
 
+from compute_agent import background
+from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import power_policy
+from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
 from compute_agent.virt.libvirt import power as virt_power
 
@@ -63,24 +67,54 @@ class ActionReport:
     power_off = None
 
 
+@dataclasses.dataclass(frozen=True)
+class MigrationSettings:
+    """The [compute] options that shape migrations and event waits."""
+
+    max_concurrent_live_migrations: int = 1
+    max_concurrent_resizes: int = 2
+    live_migration_completion_timeout: int = 900
+    instance_event_timeout: int = 300
+    instance_event_timeout_is_fatal: bool = True
+
+
+MIGRATION_IN_PROGRESS = ('queued', 'preparing', 'running', 'confirming',
+                         'reverting')
+_PEER_MIGRATION_KEYS = ('id', 'kind', 'instance_uuid', 'source_host',
+                        'dest_host', 'status', 'request_id', 'details')
+
+
 class ManagerBase:
     def __init__(self, host, driver, database, image_store,
-                 default_shutdown_timeout, shutdown_retry_interval):
+                 default_shutdown_timeout, shutdown_retry_interval,
+                 peers=None, settings=MigrationSettings()):
+        """:param peers: a compute_agent.rpcapi.ComputeAPI through which
+            this agent asks other agents to do their part of a migration.
+        """
         self._host = host
         self._driver = driver
         self._db = database
         self._images = image_store
         self._default_shutdown_timeout = default_shutdown_timeout
         self._retry_interval = shutdown_retry_interval
+        self._peers = peers
+        self._settings = settings
         self._service_status = None
         self._power_offs = {}   # instance uuid -> (request id, control)
         self._power_offs_lock = threading.Lock()
+        self._events = instance_events.InstanceEvents()
+        self._work = background.BackgroundWork()
+        self._migrations_lock = threading.Lock()
+        self._live_controls = {}    # migration id -> MigrationControl
+        self._incoming_holds = {}   # migration id -> background.Hold
 
-    # -- start-up -------------------------------------------------------
+    # -- start-up and shutdown ----------------------------------------------
 
     def init_host(self, service):
         self._service_status = service.status
+        self._work.attach(service.tracker)
         self._driver.init_host(self._host)
+        self._settle_interrupted_migrations()
         for record in self._db.list_interrupted(self._host):
             try:
                 self._reconcile(record)
@@ -91,6 +125,28 @@ class ManagerBase:
                           'marking it error', record['uuid'], error)
                 self._db.update_instance(record['uuid'], task_state=None,
                                          vm_state=ERROR)
+
+    def drain_started(self, deadline):
+        """The service stopped taking new work: cancel what has not
+        started, and make live migrations end before deadline (a
+        time.monotonic() value, or None for no deadline)."""
+        self._work.begin_drain()
+        if deadline is not None:
+            self._abort_live_migrations_before(deadline)
+
+    def _settle_interrupted_migrations(self):
+        for migration in self._db.list_migrations(
+                statuses=MIGRATION_IN_PROGRESS):
+            LOG.warning('Migration %s (%s of instance %s, %s -> %s) was %s '
+                        'when the agent last stopped; marking it error. '
+                        'Check the instance on both hosts.',
+                        migration['id'], migration['kind'],
+                        migration['instance_uuid'], migration['source_host'],
+                        migration['dest_host'], migration['status'])
+            self._db.update_migration(
+                migration['id'], status='error',
+                message=f'interrupted while {migration["status"]} by a '
+                        f'stop of the agent on {self._host}')
 
     def _reconcile(self, record):
         uuid, task = record['uuid'], record['task_state']
@@ -176,6 +232,63 @@ class ManagerBase:
             action=action, instance_uuid=instance_uuid,
             state=f'still busy with {record["task_state"]}',
             allowed='the operation it interrupted has finished')
+
+    # -- migration records ------------------------------------------------
+
+    def _peer_migration(self, value, my_role):
+        """A migration record another agent sends, in which this host
+        plays my_role ('source_host' or 'dest_host')."""
+        if not isinstance(value, dict) or \
+                not set(_PEER_MIGRATION_KEYS) <= set(value):
+            raise exception.InvalidInput(
+                reason='migration must be a migration record with '
+                       + ', '.join(_PEER_MIGRATION_KEYS))
+        migration = {key: value[key] for key in _PEER_MIGRATION_KEYS}
+        migration['id'] = validation.migration_id(migration['id'])
+        migration['instance_uuid'] = validation.instance_uuid(
+            migration['instance_uuid'], 'migration.instance_uuid')
+        for role in ('source_host', 'dest_host'):
+            validation.host_name(migration[role], f'migration.{role}')
+        if not isinstance(migration['details'], dict):
+            raise exception.InvalidInput(
+                reason='migration.details must be an object')
+        if migration[my_role] != self._host:
+            raise exception.InvalidInput(
+                reason=f'migration {migration["id"]} names '
+                       f'{migration[my_role]} as its {my_role}, not this '
+                       f'host ({self._host})')
+        return migration
+
+    def _own_migration(self, migration_id, my_role, action):
+        """This host's record of a migration it plays my_role in."""
+        migration = self._db.get_migration(
+            validation.migration_id(migration_id))
+        if migration is None:
+            raise exception.InvalidInput(
+                reason=f'host {self._host} knows no migration '
+                       f'{migration_id}')
+        if migration[my_role] != self._host:
+            role = my_role.split('_')[0]
+            raise exception.InvalidInput(
+                reason=f'migration {migration_id} can be {action} only on '
+                       f'its {role}, {migration[my_role]}; this is '
+                       f'{self._host}')
+        return migration
+
+    def _wait_for_events(self, waiter, action, instance_uuid):
+        """Wait for the external events waiter listens for; raise when
+        they do not all come in time and that is fatal."""
+        missing = waiter.wait(self._settings.instance_event_timeout)
+        if not missing:
+            return
+        seconds = self._settings.instance_event_timeout
+        text = (f'no {", ".join(missing)} event for instance '
+                f'{instance_uuid} within {seconds} s')
+        if self._settings.instance_event_timeout_is_fatal:
+            raise exception.HypervisorError(
+                action=action, instance_uuid=instance_uuid,
+                reason=text + ' (instance_event_timeout)')
+        LOG.warning('Going on with %s: %s', action, text)
 
     def _finish(self, instance_uuid, **values):
         return self._db.update_instance(instance_uuid, task_state=None,

@@ -23,6 +23,23 @@ move with it; a unit test keeps the three in step):
 * 1.3 - get_console_output(instance_uuid, max_bytes), on topic
   ``compute-alt``: the tail of the guest's serial console log.
   SERVICE_VERSION 4.
+* 1.4 - Live migration, cold migration and resize, external events.
+  On topic ``compute`` (new work): live_migrate_instance(instance_uuid,
+  dest_host, block_migration, wait_for_events) to the source,
+  check_can_live_migrate_destination(instance, block_migration) to the
+  destination, live_migration_abort(migration_id) and
+  live_migration_force_complete(migration_id) to the source;
+  prep_resize(instance_uuid, new_flavor, source_host, clean_shutdown,
+  shutdown_timeout) to the destination, confirm_resize(migration_id) to the
+  source, revert_resize(migration_id) to the destination. On topic
+  ``compute-alt`` (the continuation): pre_live_migration,
+  post_live_migration_at_destination,
+  rollback_live_migration_at_destination, check_instance_shared_storage,
+  resize_instance, finish_resize, finish_confirm_resize,
+  finish_revert_resize, external_instance_event(instance_uuid, name, tag),
+  get_serial_console(instance_uuid), get_migration(migration_id) and
+  list_migrations(instance_uuid). build_and_run_instance's instance may
+  carry wait_for_events. vm_state may be 'resized'. SERVICE_VERSION 5.
 
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request
@@ -49,18 +66,24 @@ from compute_agent import rpc
 
 LOG = logging.getLogger(__name__)
 
-VERSION = '1.3'
+VERSION = '1.4'
 TOPIC = rpc.TOPIC
 ALT_TOPIC = rpc.ALT_TOPIC
 ALT_TOPIC_MIN_VERSION = '1.1'
 # What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
-SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2', 4: '1.3'}
+SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2', 4: '1.3',
+                          5: '1.4'}
 AUTO_PIN_CACHE_SECONDS = 300
 # How long [upgrade_levels] compute=auto waits for an agent's version.
 DISCOVERY_TIMEOUT = 10
 # A power operation may take the whole shutdown timeout and then some.
 POWER_CALL_MARGIN = 60
 DEFAULT_POWER_TIMEOUT = 300
+# Steps of a migration that one agent asks of another: quick checks and
+# bookkeeping, and (resize_instance) a power-off plus a disk copy.
+PEER_CHECK_TIMEOUT = 60
+PEER_STEP_TIMEOUT = 300
+DISK_COPY_TIMEOUT = 1800
 
 
 def _versions(text):
@@ -263,3 +286,138 @@ class ComputeAPI:
     def get_instance_actions(self, ctxt, host, instance_uuid):
         return self._prepare(host, '1.2').call(
             ctxt, 'get_instance_actions', instance_uuid=instance_uuid)
+
+    # -- migrations (1.4) ---------------------------------------------------
+
+    def live_migrate_instance(self, ctxt, host, instance_uuid, dest_host,
+                              block_migration=False, wait_for_events=None,
+                              timeout=None):
+        """Ask the source host to move a running instance to dest_host.
+        Returns the migration record at once; follow it with
+        get_migration."""
+        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+            ctxt, 'live_migrate_instance', instance_uuid=instance_uuid,
+            dest_host=dest_host, block_migration=block_migration,
+            wait_for_events=wait_for_events)
+
+    def check_can_live_migrate_destination(self, ctxt, host, instance,
+                                           block_migration, timeout=None):
+        return self._prepare(host, '1.4', timeout or PEER_CHECK_TIMEOUT).call(
+            ctxt, 'check_can_live_migrate_destination', instance=instance,
+            block_migration=block_migration)
+
+    def live_migration_abort(self, ctxt, host, migration_id, timeout=None):
+        return self._prepare(host, '1.4', timeout).call(
+            ctxt, 'live_migration_abort', migration_id=migration_id)
+
+    def live_migration_force_complete(self, ctxt, host, migration_id,
+                                      timeout=None):
+        return self._prepare(host, '1.4', timeout).call(
+            ctxt, 'live_migration_force_complete', migration_id=migration_id)
+
+    def pre_live_migration(self, ctxt, host, instance, migration,
+                           migratable_xml, block_migration, timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or PEER_STEP_TIMEOUT)
+        return client.call(ctxt, 'pre_live_migration', instance=instance,
+                           migration=migration,
+                           migratable_xml=migratable_xml,
+                           block_migration=block_migration)
+
+    def post_live_migration_at_destination(self, ctxt, host, instance,
+                                           migration, destination_xml,
+                                           timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or PEER_STEP_TIMEOUT)
+        return client.call(ctxt, 'post_live_migration_at_destination',
+                           instance=instance, migration=migration,
+                           destination_xml=destination_xml)
+
+    def rollback_live_migration_at_destination(self, ctxt, host,
+                                               instance_uuid, migration_id,
+                                               reason, timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or PEER_STEP_TIMEOUT)
+        return client.call(ctxt, 'rollback_live_migration_at_destination',
+                           instance_uuid=instance_uuid,
+                           migration_id=migration_id, reason=reason)
+
+    def prep_resize(self, ctxt, host, instance_uuid, new_flavor, source_host,
+                    clean_shutdown=True, shutdown_timeout=None,
+                    timeout=None):
+        """Ask the destination host to take instance_uuid from source_host,
+        with new_flavor (None: a cold migration keeping the flavor).
+        Returns the migration record at once."""
+        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+            ctxt, 'prep_resize', instance_uuid=instance_uuid,
+            new_flavor=new_flavor, source_host=source_host,
+            clean_shutdown=clean_shutdown, shutdown_timeout=shutdown_timeout)
+
+    def check_instance_shared_storage(self, ctxt, host, instance_uuid,
+                                      marker, timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or PEER_CHECK_TIMEOUT)
+        return client.call(ctxt, 'check_instance_shared_storage',
+                           instance_uuid=instance_uuid, marker=marker)
+
+    def resize_instance(self, ctxt, host, migration, destination_path,
+                        shared_storage, clean_shutdown=True,
+                        shutdown_timeout=None, timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or (self._power_timeout(shutdown_timeout) +
+                                     DISK_COPY_TIMEOUT))
+        return client.call(ctxt, 'resize_instance', migration=migration,
+                           destination_path=destination_path,
+                           shared_storage=shared_storage,
+                           clean_shutdown=clean_shutdown,
+                           shutdown_timeout=shutdown_timeout)
+
+    def finish_resize(self, ctxt, host, migration, instance, has_disk,
+                      power_on, timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or PEER_STEP_TIMEOUT)
+        return client.call(ctxt, 'finish_resize', migration=migration,
+                           instance=instance, has_disk=has_disk,
+                           power_on=power_on)
+
+    def confirm_resize(self, ctxt, host, migration_id, timeout=None):
+        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+            ctxt, 'confirm_resize', migration_id=migration_id)
+
+    def finish_confirm_resize(self, ctxt, host, migration_id, timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or PEER_STEP_TIMEOUT)
+        return client.call(ctxt, 'finish_confirm_resize',
+                           migration_id=migration_id)
+
+    def revert_resize(self, ctxt, host, migration_id, timeout=None):
+        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+            ctxt, 'revert_resize', migration_id=migration_id)
+
+    def finish_revert_resize(self, ctxt, host, migration_id, timeout=None):
+        client = self.prepare_for_alt_rpcserver(
+            host, '1.4', timeout or PEER_STEP_TIMEOUT)
+        return client.call(ctxt, 'finish_revert_resize',
+                           migration_id=migration_id)
+
+    def get_migration(self, ctxt, host, migration_id, timeout=None):
+        # compute-alt: whoever follows a migration keeps seeing it while
+        # the host drains.
+        return self.prepare_for_alt_rpcserver(host, '1.4', timeout).call(
+            ctxt, 'get_migration', migration_id=migration_id)
+
+    def list_migrations(self, ctxt, host, instance_uuid=None, timeout=None):
+        return self.prepare_for_alt_rpcserver(host, '1.4', timeout).call(
+            ctxt, 'list_migrations', instance_uuid=instance_uuid)
+
+    # -- events and consoles (1.4) ------------------------------------------
+
+    def external_instance_event(self, ctxt, host, instance_uuid, name,
+                                tag=None, timeout=None):
+        return self.prepare_for_alt_rpcserver(host, '1.4', timeout).call(
+            ctxt, 'external_instance_event', instance_uuid=instance_uuid,
+            name=name, tag=tag)
+
+    def get_serial_console(self, ctxt, host, instance_uuid, timeout=None):
+        return self.prepare_for_alt_rpcserver(host, '1.4', timeout).call(
+            ctxt, 'get_serial_console', instance_uuid=instance_uuid)

@@ -83,6 +83,10 @@ class Service(oslo_service.ServiceBase):
     def state(self):
         return self._state
 
+    @property
+    def tracker(self):
+        return self._tracker
+
     def _enter(self, new_state):
         """Move to new_state; False when that move is not allowed now."""
         with self._state_lock:
@@ -154,6 +158,7 @@ class Service(oslo_service.ServiceBase):
         systemd.notify(STOPPING=1, STATUS='stopping new work')
         self._stop_promptly(self._primary, rpc.TOPIC)
         self._enter(DRAINING)
+        self._manager.drain_started(deadline)
         in_flight = len(self._tracker)
         LOG.info('Draining: stopped taking new work on topic %s; %d '
                  'operation(s) in flight; %s', rpc.TOPIC, in_flight,

@@ -7,6 +7,7 @@ from compute_agent import exception
 
 REBOOT_TYPES = ('SOFT', 'HARD')
 _BUILD_KEYS = {'uuid', 'name', 'vcpus', 'memory_mb', 'image'}
+_BUILD_OPTIONAL_KEYS = {'wait_for_events'}
 _IMAGE_KEYS = {'id', 'properties', 'kernel', 'ramdisk', 'cmdline', 'disk'}
 MAX_NAME_LENGTH = 255
 MIN_MEMORY_MB = 16
@@ -75,10 +76,10 @@ def reboot_type(value):
     return value
 
 
-def _positive_int(spec, key):
+def _positive_int(spec, key, argument='instance'):
     value = spec.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _invalid(f'instance.{key} must be a positive integer, got '
+        raise _invalid(f'{argument}.{key} must be a positive integer, got '
                        f'{value!r}')
     return value
 
@@ -89,12 +90,13 @@ def build_request(spec):
     if not isinstance(spec, dict):
         raise _invalid(f'instance must be an object, got '
                        f'{type(spec).__name__}')
-    unknown = {str(key) for key in spec} - _BUILD_KEYS
+    accepted = _BUILD_KEYS | _BUILD_OPTIONAL_KEYS
+    unknown = {str(key) for key in spec} - accepted
     missing = _BUILD_KEYS - set(spec)
     if unknown:
         raise _invalid(f'instance has unknown field(s) '
                        f'{", ".join(sorted(unknown))}; accepted: '
-                       f'{", ".join(sorted(_BUILD_KEYS))}')
+                       f'{", ".join(sorted(accepted))}')
     if missing:
         raise _invalid(f'instance lacks field(s) '
                        f'{", ".join(sorted(missing))}')
@@ -113,6 +115,8 @@ def build_request(spec):
         'vcpus': _positive_int(spec, 'vcpus'),
         'memory_mb': memory_mb,
         'image': image_spec(spec['image'], 'instance.image'),
+        'wait_for_events': event_list(spec.get('wait_for_events'),
+                                      'instance.wait_for_events'),
     }
 
 
@@ -141,3 +145,92 @@ def image_spec(image, argument):
     if 'cmdline' in image and 'kernel' not in image:
         raise _invalid(f'{argument}.cmdline needs kernel and ramdisk')
     return dict(image, properties=dict(properties))
+
+
+MAX_HOST_LENGTH = 255
+
+
+def host_name(value, argument):
+    if not isinstance(value, str) or not value.strip() or \
+            len(value) > MAX_HOST_LENGTH or value != value.strip():
+        raise _invalid(f'{argument} must be the name of an agent\'s host '
+                       f'(a non-empty string without surrounding spaces), '
+                       f'got {value!r}')
+    return value
+
+
+def flavor(value, argument='new_flavor'):
+    """None (keep the flavor: a plain cold migration) or
+    {"vcpus": int, "memory_mb": int}."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {'vcpus', 'memory_mb'}:
+        raise _invalid(f'{argument} must be null or an object with exactly '
+                       f'"vcpus" and "memory_mb", got {value!r}')
+    checked = {'vcpus': _positive_int(value, 'vcpus', argument),
+               'memory_mb': _positive_int(value, 'memory_mb', argument)}
+    if checked['memory_mb'] < MIN_MEMORY_MB:
+        raise _invalid(f'{argument}.memory_mb must be at least '
+                       f'{MIN_MEMORY_MB}, got {checked["memory_mb"]}')
+    return checked
+
+
+def event_name(value, argument='name'):
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise _invalid(f'{argument} must be a non-empty string of at most '
+                       f'255 characters, got {value!r}')
+    return value
+
+
+def event_tag(value, argument='tag'):
+    if value is None:
+        return None
+    return event_name(value, argument)
+
+
+def event_list(value, argument='wait_for_events'):
+    """None or [{"name": str, "tag": str or null}, ...] -> [(name, tag)]."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 64:
+        raise _invalid(f'{argument} must be a list of at most 64 '
+                       f'{{"name", "tag"}} objects, got {value!r}')
+    events = []
+    for index, entry in enumerate(value):
+        where = f'{argument}[{index}]'
+        if not isinstance(entry, dict) or not {'name'} <= set(entry) <= \
+                {'name', 'tag'}:
+            raise _invalid(f'{where} must be an object with "name" and '
+                           f'optionally "tag", got {entry!r}')
+        events.append((event_name(entry['name'], f'{where}.name'),
+                       event_tag(entry.get('tag'), f'{where}.tag')))
+    return events
+
+
+_PEER_INSTANCE_KEYS = {'uuid', 'name', 'flavor', 'image'}
+
+
+def peer_instance(value, argument='instance'):
+    """An instance record as another agent sends it in a migration: the
+    fields this host needs to run the guest are checked."""
+    if not isinstance(value, dict) or not _PEER_INSTANCE_KEYS <= set(value):
+        raise _invalid(f'{argument} must be an instance record with '
+                       f'{", ".join(sorted(_PEER_INSTANCE_KEYS))}')
+    name = value['name']
+    if not isinstance(name, str) or not name.strip() or \
+            len(name) > MAX_NAME_LENGTH:
+        raise _invalid(f'{argument}.name must be a non-empty string')
+    return dict(value, uuid=instance_uuid(value['uuid'], f'{argument}.uuid'),
+                flavor=flavor(value['flavor'], f'{argument}.flavor'),
+                image=image_spec(value['image'], f'{argument}.image'))
+
+
+def migration_id(value):
+    return instance_uuid(value, 'migration_id')
+
+
+def short_text(value, argument, limit=4096):
+    if not isinstance(value, str) or len(value) > limit:
+        raise _invalid(f'{argument} must be a string of at most {limit} '
+                       f'characters')
+    return value

@@ -19,7 +19,9 @@ from compute_agent import conf as agent_conf
 from compute_agent import db
 from compute_agent import image_store
 from compute_agent import manager
+from compute_agent import manager_base
 from compute_agent import rpc
+from compute_agent import rpcapi
 from compute_agent import service
 from compute_agent import tracker
 from compute_agent.virt.libvirt import driver as libvirt_driver
@@ -36,13 +38,25 @@ def build_service(conf):
     LOG.info("compute-agent starting as host %s on %s", conf.host,
              conf.libvirt.connection_uri)
     database = db.Database(os.path.join(conf.state_path, 'agent.sqlite'))
+    transport = rpc.get_transport(conf)
     compute_manager = manager.ComputeManager(
         host=conf.host, driver=driver, database=database,
         image_store=image_store.ImageStore(
             os.path.join(conf.state_path, 'images'), database),
         default_shutdown_timeout=conf.shutdown_timeout,
-        shutdown_retry_interval=conf.compute.shutdown_retry_interval)
-    return service.Service(conf, compute_manager, rpc.get_transport(conf),
+        shutdown_retry_interval=conf.compute.shutdown_retry_interval,
+        peers=rpcapi.ComputeAPI(transport,
+                                version_pin=conf.upgrade_levels.compute),
+        settings=manager_base.MigrationSettings(
+            max_concurrent_live_migrations=(
+                conf.compute.max_concurrent_live_migrations),
+            max_concurrent_resizes=conf.compute.max_concurrent_resizes,
+            live_migration_completion_timeout=(
+                conf.compute.live_migration_completion_timeout),
+            instance_event_timeout=conf.compute.instance_event_timeout,
+            instance_event_timeout_is_fatal=(
+                conf.compute.instance_event_timeout_is_fatal)))
+    return service.Service(conf, compute_manager, transport,
                            tracker.InFlightTracker())
 
 

@@ -13,6 +13,7 @@ from compute_agent import db
 from compute_agent import exception
 from compute_agent import image_store
 from compute_agent import manager
+from compute_agent import tracker
 from tests.fixtures.polling import wait_for
 from tests.unit import fakes
 
@@ -27,6 +28,9 @@ def build_spec(**overrides):
 
 
 class FakeService:
+    def __init__(self):
+        self.tracker = tracker.InFlightTracker()
+
     def status(self):
         return {'state': 'running', 'in_flight': [],
                 'graceful_shutdown_timeout': 180}
@@ -336,6 +340,7 @@ class FakeServiceWithWork(FakeService):
     """Reports one in-flight request, as the tracker would."""
 
     def __init__(self, request_id):
+        super().__init__()
         self.request_id = request_id
 
     def status(self):

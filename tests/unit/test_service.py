@@ -44,9 +44,13 @@ class FakeWakeClient:
 class FakeManager:
     def __init__(self):
         self.init_host_calls = 0
+        self.drain_deadlines = []
 
     def init_host(self, svc):
         self.init_host_calls += 1
+
+    def drain_started(self, deadline):
+        self.drain_deadlines.append(deadline)
 
 
 def make_conf(graceful=180, shutdown_timeout=60):

@@ -242,7 +242,7 @@ class TestBuildRequest(_InvalidInputMixin, testtools.TestCase):
         spec = _spec(image=_image(properties={'os_shutdown_timeout': '30'}))
         original = copy.deepcopy(spec)
         result = validation.build_request(spec)
-        self.assertEqual(original, result)
+        self.assertEqual(dict(original, wait_for_events=[]), result)
         self.assertIsNot(spec, result)
         self.assertIsNot(spec['image'], result['image'])
         self.assertIsNot(spec['image']['properties'],

@@ -1,0 +1,356 @@
+"""Cold migration and resize, run by the destination host.
+
+prep_resize (topic compute, new work, sent to the destination) checks
+that the source can give the instance and this host can run it, records
+the migration and returns it at once; the rest runs as background work,
+which the SIGTERM drain of the destination waits for:
+
+    queued -> preparing  check_instance_shared_storage at the source
+           -> running    resize_instance at the source: clean-then-forced
+                         power-off, disk copy, then finish_resize here
+           -> completed  the guest runs here, vm_state resized
+           -> confirmed  confirm_resize at the source removes the original
+    or     -> reverted   revert_resize here, finish_revert_resize at the
+                         source restarts the original
+    or     -> failed / cancelled (the original is back as it was)
+
+Every step one agent asks of the other goes to topic compute-alt: once a
+cold migration has started, a drain on either host lets it finish. The
+source keeps the original guest defined (powered off) until the
+migration is confirmed, so a revert needs no copy back.
+"""
+
+import logging
+import uuid as uuidlib
+
+from compute_agent import exception
+from compute_agent import manager_base as base
+from compute_agent import peers
+from compute_agent import rpcapi
+from compute_agent import validation
+from compute_agent.virt import driver as virt_driver
+
+LOG = logging.getLogger(__name__)
+
+remotable = base.remotable
+
+RESIZED = 'resized'
+
+
+class ResizeMixin:
+    # -- destination: new work ----------------------------------------------
+
+    @remotable
+    def prep_resize(self, ctxt, instance_uuid, new_flavor, source_host,
+                    clean_shutdown=True, shutdown_timeout=None):
+        uuid, clean, timeout = validation.power_off_request(
+            instance_uuid, clean_shutdown, shutdown_timeout)
+        flavor = validation.flavor(new_flavor)
+        source = validation.host_name(source_host, 'source_host')
+        if source == self._host:
+            raise exception.InvalidInput(
+                reason=f'source_host {source} is this host; resizing in '
+                       f'place is not supported, choose another host')
+        existing = self._db.get_instance(uuid)
+        if existing is not None and existing['host'] == self._host:
+            raise exception.InvalidInput(
+                reason=f'instance {uuid} is already on host {self._host}')
+        if self._incoming_migration(uuid) is not None:
+            raise exception.InstanceInvalidState(
+                action='migrate', instance_uuid=uuid,
+                state='already migrating to this host',
+                allowed='no other migration of it is in progress')
+        record = self._source_instance(ctxt, source, uuid)
+        self._driver.check_image(record['image'])
+        kind = 'resize' if flavor and flavor != record['flavor'] \
+            else 'migration'
+        migration = self._db.put_migration(
+            id=str(uuidlib.uuid4()), kind=kind, instance_uuid=uuid,
+            source_host=source, dest_host=self._host, status='queued',
+            request_id=(ctxt or {}).get('request_id'),
+            details={'old_flavor': record['flavor'],
+                     'new_flavor': flavor or record['flavor'],
+                     'clean_shutdown': clean,
+                     'shutdown_timeout': timeout})
+        LOG.info('%s %s of instance %s from %s queued', kind.capitalize(),
+                 migration['id'], uuid, source)
+        self._work.submit(
+            'resize', self._settings.max_concurrent_resizes, uuid,
+            migration['request_id'],
+            run=lambda: self._resize(ctxt, migration, record),
+            cancel=lambda reason: self._db.update_migration(
+                migration['id'], status='cancelled',
+                message=f'cancelled before it started: {reason}'))
+        return migration
+
+    def _incoming_migration(self, instance_uuid):
+        for migration in self._db.list_migrations(
+                instance_uuid, statuses=('queued', 'preparing', 'running')):
+            if migration['dest_host'] == self._host:
+                return migration
+        return None
+
+    def _source_instance(self, ctxt, source, uuid):
+        with peers.calling(source, 'report its state'):
+            status = self._peers.get_service_status(
+                ctxt, source, alt=True, timeout=rpcapi.PEER_CHECK_TIMEOUT)
+        if status.get('state') != 'running':
+            raise exception.MigrationError(
+                reason=f'source {source} is shutting down and starts no '
+                       f'new migrations')
+        with peers.calling(source, f'describe instance {uuid}'):
+            record = self._peers.get_instance(
+                ctxt, source, uuid, timeout=rpcapi.PEER_CHECK_TIMEOUT)
+        if record['task_state'] is not None or \
+                record['vm_state'] not in (base.ACTIVE, base.STOPPED):
+            raise exception.InstanceInvalidState(
+                action='migrate', instance_uuid=uuid,
+                state=record['vm_state'] + (
+                    f' with task {record["task_state"]} in progress'
+                    if record['task_state'] else ''),
+                allowed='vm_state is active or stopped and no task is in '
+                        'progress')
+        return validation.peer_instance(record)
+
+    # -- destination: the migration itself ---------------------------------
+
+    def _resize(self, ctxt, migration, record):
+        uuid, source = record['uuid'], migration['source_host']
+        details = migration['details']
+        try:
+            self._step(migration, 'preparing', 'checking for shared storage')
+            shared = self._shares_storage_with(ctxt, source, uuid)
+            migration = self._step(
+                migration, 'running',
+                f'powering off and moving the instance on {source}',
+                details=dict(details, shared_storage=shared))
+            with peers.calling(source, 'hand the instance over'):
+                self._peers.resize_instance(
+                    ctxt, source, migration=migration,
+                    destination_path=self._driver.instance_path(uuid),
+                    shared_storage=shared,
+                    clean_shutdown=details['clean_shutdown'],
+                    shutdown_timeout=details['shutdown_timeout'])
+        except Exception as error:
+            if not isinstance(error, exception.ComputeAgentError):
+                LOG.exception('%s %s failed unexpectedly', migration['kind'],
+                              migration['id'])
+            self._db.update_migration(migration['id'], status='failed',
+                                      message=str(error), progress=None)
+            LOG.warning('%s %s of instance %s failed: %s',
+                        migration['kind'].capitalize(), migration['id'],
+                        uuid, error)
+            return
+        self._db.update_migration(migration['id'], status='completed',
+                                  progress={'step': 'awaiting confirm or '
+                                                    'revert'})
+        LOG.info('%s %s: instance %s runs here as resized; confirm or '
+                 'revert it', migration['kind'].capitalize(),
+                 migration['id'], uuid)
+
+    def _step(self, migration, status, step, **values):
+        return self._db.update_migration(migration['id'], status=status,
+                                         progress={'step': step}, **values)
+
+    def _shares_storage_with(self, ctxt, source, uuid):
+        marker = self._driver.create_shared_storage_marker(uuid)
+        try:
+            with peers.calling(source, 'check for shared storage'):
+                return self._peers.check_instance_shared_storage(
+                    ctxt, source, instance_uuid=uuid, marker=marker)
+        finally:
+            self._driver.remove_shared_storage_marker(uuid, marker)
+
+    @remotable
+    def finish_resize(self, ctxt, migration, instance, has_disk, power_on):
+        migration = self._peer_migration(migration, 'dest_host')
+        record = validation.peer_instance(instance)
+        validation.boolean(has_disk, 'has_disk')
+        validation.boolean(power_on, 'power_on')
+        uuid, flavor = record['uuid'], migration['details']['new_flavor']
+        try:
+            self._driver.finish_migration(
+                uuid, record['name'], flavor['vcpus'], flavor['memory_mb'],
+                record['image'], has_disk, power_on)
+        except Exception:
+            self._discard_migrated_guest(uuid, migration)
+            raise
+        self._db.update_migration(
+            migration['id'], details=dict(migration['details'],
+                                          power_on=power_on))
+        return self._db.put_instance(
+            uuid=uuid, name=record['name'], host=self._host,
+            vm_state=RESIZED, task_state=None,
+            power_state=self._safe_power_state(uuid),
+            vcpus=flavor['vcpus'], memory_mb=flavor['memory_mb'],
+            image=record['image'],
+            last_power_off=record.get('last_power_off'), snapshot_id=None)
+
+    def _discard_migrated_guest(self, uuid, migration):
+        try:
+            self._driver.revert_migration_at_destination(
+                uuid, migration['details'].get('shared_storage', False))
+        except exception.ComputeAgentError:
+            LOG.exception('Could not remove what the failed migration %s '
+                          'left of instance %s', migration['id'], uuid)
+
+    # -- source ---------------------------------------------------------------
+
+    @remotable
+    def check_instance_shared_storage(self, ctxt, instance_uuid, marker):
+        uuid = validation.instance_uuid(instance_uuid)
+        validation.short_text(marker, 'marker', 255)
+        if '/' in marker or marker.startswith('..'):
+            raise exception.InvalidInput(
+                reason='marker must be a plain file name')
+        return self._driver.check_shared_storage_marker(uuid, marker)
+
+    @remotable
+    def resize_instance(self, ctxt, migration, destination_path,
+                        shared_storage, clean_shutdown=True,
+                        shutdown_timeout=None):
+        migration = self._peer_migration(migration, 'source_host')
+        uuid, clean, timeout = validation.power_off_request(
+            migration['instance_uuid'], clean_shutdown, shutdown_timeout)
+        validation.short_text(destination_path, 'destination_path')
+        shared = validation.boolean(shared_storage, 'shared_storage')
+        dest = migration['dest_host']
+        self._db.put_migration(**migration)
+        with self._action(ctxt, uuid, migration['kind']) as report:
+            record = self._claim(uuid, migration['kind'],
+                                 {base.ACTIVE, base.STOPPED},
+                                 'resize_migrating', clean)
+            was_running = record['power_state'] == virt_driver.RUNNING
+            try:
+                report.power_off = self._power_off(
+                    ctxt, record, clean, timeout, migration['kind'])
+                disk = self._driver.migrate_disk(uuid, destination_path,
+                                                 shared)
+                with peers.calling(dest, 'start the migrated instance'):
+                    self._peers.finish_resize(
+                        ctxt, dest, migration=migration,
+                        instance=dict(record, last_power_off=report.power_off),
+                        has_disk=disk['disk'], power_on=was_running)
+            except Exception as error:
+                self._restart_original(uuid, was_running)
+                raise self._fail(uuid, migration['kind'], error)
+            self._db.update_migration(
+                migration['id'], status='completed',
+                details=dict(migration['details'], power_on=was_running,
+                             shared_storage=shared, vm_state=record[
+                                 'vm_state']))
+            self._db.update_instance(uuid, host=dest, task_state=None,
+                                     vm_state=RESIZED,
+                                     power_state=virt_driver.SHUTDOWN,
+                                     last_power_off=report.power_off)
+            LOG.info('Instance %s handed over to %s by %s %s; the original '
+                     'is kept here until the migration is confirmed', uuid,
+                     dest, migration['kind'], migration['id'])
+            return {'power_off': report.power_off, 'has_disk': disk['disk']}
+
+    def _restart_original(self, uuid, was_running):
+        try:
+            self._driver.finish_revert_migration(uuid, was_running)
+        except exception.ComputeAgentError:
+            LOG.exception('Could not restart instance %s after its '
+                          'migration failed', uuid)
+
+    @remotable
+    def confirm_resize(self, ctxt, migration_id):
+        migration = self._own_migration(migration_id, 'source_host',
+                                        'confirmed')
+        claimed = self._db.update_migration(
+            migration['id'], expected_status='completed',
+            status='confirming')
+        if claimed is None:
+            raise exception.InvalidInput(
+                reason=f'migration {migration["id"]} is '
+                       f'{migration["status"]}; only a completed one can be '
+                       f'confirmed')
+        uuid, dest = migration['instance_uuid'], migration['dest_host']
+        try:
+            self._driver.confirm_migration(
+                uuid, claimed['details'].get('shared_storage', False))
+            with peers.calling(dest, 'confirm the migrated instance'):
+                self._peers.finish_confirm_resize(
+                    ctxt, dest, migration_id=migration['id'])
+        except Exception as error:
+            self._db.update_migration(migration['id'], status='error',
+                                      message=f'confirm failed: {error}')
+            raise
+        LOG.info('Confirmed %s %s: removed the original of instance %s',
+                 migration['kind'], migration['id'], uuid)
+        return self._db.update_migration(migration['id'],
+                                         status='confirmed')
+
+    @remotable
+    def finish_confirm_resize(self, ctxt, migration_id):
+        migration = self._own_migration(migration_id, 'dest_host',
+                                        'confirmed')
+        uuid = migration['instance_uuid']
+        power_state = self._safe_power_state(uuid)
+        self._db.update_instance(
+            uuid, expected_task_state=None,
+            vm_state=base.ACTIVE if power_state == virt_driver.RUNNING
+            else base.STOPPED, power_state=power_state)
+        return self._db.update_migration(migration['id'],
+                                         status='confirmed')
+
+    @remotable
+    def revert_resize(self, ctxt, migration_id):
+        migration = self._own_migration(migration_id, 'dest_host',
+                                        'reverted')
+        uuid, source = migration['instance_uuid'], migration['source_host']
+        if migration['status'] != 'completed':
+            raise exception.InvalidInput(
+                reason=f'migration {migration["id"]} is '
+                       f'{migration["status"]}; only a completed one can be '
+                       f'reverted')
+        with self._action(ctxt, uuid, 'revert-resize'):
+            self._begin(uuid, 'revert-resize', {RESIZED}, 'resize_reverting')
+            self._db.update_migration(migration['id'], status='reverting')
+            try:
+                # The copy here is thrown away: no clean shutdown needed.
+                self._driver.revert_migration_at_destination(
+                    uuid, migration['details'].get('shared_storage', False))
+            except Exception as error:
+                self._db.update_migration(migration['id'],
+                                          status='completed')
+                raise self._fail(uuid, 'revert-resize', error)
+            self._db.update_instance(uuid, host=source, task_state=None)
+            try:
+                with peers.calling(source, 'restart the original'):
+                    original = self._peers.finish_revert_resize(
+                        ctxt, source, migration_id=migration['id'])
+            except exception.MigrationError as error:
+                self._db.update_migration(migration['id'], status='error',
+                                          message=str(error))
+                raise
+        self._db.update_migration(migration['id'], status='reverted')
+        LOG.info('Reverted %s %s: instance %s is back on %s',
+                 migration['kind'], migration['id'], uuid, source)
+        return original
+
+    @remotable
+    def finish_revert_resize(self, ctxt, migration_id):
+        migration = self._own_migration(migration_id, 'source_host',
+                                        'reverted')
+        uuid, details = migration['instance_uuid'], migration['details']
+        power_on = details.get('power_on', True)
+        try:
+            self._driver.finish_revert_migration(uuid, power_on)
+        except Exception as error:
+            self._db.update_migration(migration['id'], status='error',
+                                      message=f'revert failed: {error}')
+            raise exception.MigrationError(
+                reason=f'could not restart the original of instance {uuid} '
+                       f'on {self._host}: {error}') from None
+        old = details['old_flavor']
+        self._db.update_migration(migration['id'], status='reverted')
+        LOG.info('Instance %s is back from %s %s', uuid, migration['kind'],
+                 migration['id'])
+        return self._db.update_instance(
+            uuid, host=self._host, task_state=None,
+            vm_state=details.get('vm_state', base.ACTIVE),
+            power_state=self._safe_power_state(uuid),
+            vcpus=old['vcpus'], memory_mb=old['memory_mb'])

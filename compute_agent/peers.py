@@ -19,8 +19,8 @@ def calling(host, step):
         yield
     except oslo_messaging.RemoteError as error:
         raise exception.MigrationError(
-            reason=f'host {host} could not {step}: {error.exc_type}: '
-                   f'{error.value}') from None
+            reason=f'host {host} could not {step}: '
+                   f'{_remote_reason(error)}') from None
     except oslo_messaging.MessagingTimeout:
         raise exception.MigrationError(
             reason=f'host {host} did not answer in time to {step}; is its '
@@ -39,3 +39,13 @@ def calling(host, step):
         raise exception.MigrationError(
             reason=f'could not reach host {host} to {step}: '
                    f'{error}') from None
+
+
+def _remote_reason(error):
+    """What the peer said, without repeating 'Migration failed' when its
+    own failure came from a further peer."""
+    prefix = exception.MigrationError.msg_fmt.split('%')[0]
+    if error.exc_type == 'MigrationError' and \
+            error.value.startswith(prefix):
+        return error.value[len(prefix):]
+    return f'{error.exc_type}: {error.value}'

@@ -36,7 +36,9 @@ class FakeDriver(driver.ComputeDriver):
         self.initialised = True
 
     def check_image(self, image):
-        if image.get('properties', {}).get('fake_unbootable'):
+        properties = image.get('properties', {})
+        if properties.get('fake_unbootable') or \
+                properties.get('fake_unbootable_on') == self.name:
             raise exception.InvalidInput(reason='image cannot boot here')
 
     def spawn(self, instance_uuid, name, vcpus, memory_mb, image):

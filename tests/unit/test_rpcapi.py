@@ -448,3 +448,97 @@ class TestWireArguments(_APITestCase):
                 getattr(manager.ComputeManager, method))
             self.assertEqual(['self', 'ctxt'], params[:2], method)
             self.assertEqual(sorted(wire), sorted(params[2:]), method)
+
+
+class TestVersion14Methods(_APITestCase):
+    """Migrations: new work on topic compute, its continuation on
+    compute-alt, every method sent as 1.4 with the endpoint's arguments."""
+
+    MIGRATION = {'id': UUID, 'kind': 'resize'}
+    INSTANCE = {'uuid': UUID}
+    FLAVOR = {'vcpus': 2, 'memory_mb': 256}
+    # (method, positional args, wire arguments, topic)
+    CASES = [
+        ('live_migrate_instance', (UUID, 'hv-2'),
+         {'instance_uuid': UUID, 'dest_host': 'hv-2',
+          'block_migration': False, 'wait_for_events': None}, 'compute'),
+        ('check_can_live_migrate_destination', (INSTANCE, True),
+         {'instance': INSTANCE, 'block_migration': True}, 'compute'),
+        ('live_migration_abort', (UUID,), {'migration_id': UUID}, 'compute'),
+        ('live_migration_force_complete', (UUID,), {'migration_id': UUID},
+         'compute'),
+        ('prep_resize', (UUID, FLAVOR, 'hv-2'),
+         {'instance_uuid': UUID, 'new_flavor': FLAVOR, 'source_host': 'hv-2',
+          'clean_shutdown': True, 'shutdown_timeout': None}, 'compute'),
+        ('confirm_resize', (UUID,), {'migration_id': UUID}, 'compute'),
+        ('revert_resize', (UUID,), {'migration_id': UUID}, 'compute'),
+        ('pre_live_migration', (INSTANCE, MIGRATION, '<domain/>', False),
+         {'instance': INSTANCE, 'migration': MIGRATION,
+          'migratable_xml': '<domain/>', 'block_migration': False},
+         'compute-alt'),
+        ('post_live_migration_at_destination',
+         (INSTANCE, MIGRATION, '<domain/>'),
+         {'instance': INSTANCE, 'migration': MIGRATION,
+          'destination_xml': '<domain/>'}, 'compute-alt'),
+        ('rollback_live_migration_at_destination', (UUID, UUID, 'why'),
+         {'instance_uuid': UUID, 'migration_id': UUID, 'reason': 'why'},
+         'compute-alt'),
+        ('check_instance_shared_storage', (UUID, '.m'),
+         {'instance_uuid': UUID, 'marker': '.m'}, 'compute-alt'),
+        ('resize_instance', (MIGRATION, '/x', False),
+         {'migration': MIGRATION, 'destination_path': '/x',
+          'shared_storage': False, 'clean_shutdown': True,
+          'shutdown_timeout': None}, 'compute-alt'),
+        ('finish_resize', (MIGRATION, INSTANCE, True, True),
+         {'migration': MIGRATION, 'instance': INSTANCE, 'has_disk': True,
+          'power_on': True}, 'compute-alt'),
+        ('finish_confirm_resize', (UUID,), {'migration_id': UUID},
+         'compute-alt'),
+        ('finish_revert_resize', (UUID,), {'migration_id': UUID},
+         'compute-alt'),
+        ('get_migration', (UUID,), {'migration_id': UUID}, 'compute-alt'),
+        ('list_migrations', (), {'instance_uuid': None}, 'compute-alt'),
+        ('external_instance_event', (UUID, 'network-vif-plugged'),
+         {'instance_uuid': UUID, 'name': 'network-vif-plugged',
+          'tag': None}, 'compute-alt'),
+        ('get_serial_console', (UUID,), {'instance_uuid': UUID},
+         'compute-alt'),
+    ]
+
+    def test_topic_version_and_arguments(self):
+        for method, args, wire, topic in self.CASES:
+            self.client.call.reset_mock()
+            getattr(self.api(), method)(CTXT, HOST, *args)
+            self.assertEqual((HOST, topic, '1.4'),
+                             self.clients_made()[-1][:3], method)
+            self.client.call.assert_called_once_with(CTXT, method, **wire)
+
+    def test_endpoint_accepts_the_sent_arguments(self):
+        for method, _args, wire, _topic in self.CASES:
+            params = _endpoint_parameters(
+                getattr(manager.ComputeManager, method))
+            self.assertEqual(sorted(wire), sorted(params[2:]), method)
+
+    def test_agent_older_than_1_4_gets_nothing(self):
+        self.client.call.return_value = {'service_version': 4}
+        for method, args, _wire, _topic in self.CASES:
+            self.assertRaises(oslo_messaging.RPCVersionCapError,
+                              getattr(self.api('auto'), method),
+                              CTXT, HOST, *args)
+        self.assertEqual({'get_service_status'},
+                         {c.args[1] for c in self.client.call.call_args_list})
+
+    def test_each_peer_gets_its_own_cap(self):
+        # A 1.4 destination is migrated to while a 1.3 host is refused.
+        versions = {'hv-new': 5, 'hv-old': 4}
+        self.client.call.side_effect = lambda ctxt, method, **kw: {
+            'service_version': versions[self.clients_made()[-1][0]]}
+        api = self.api('auto')
+        self.assertEqual(('1.4', '1.3'), (api.version_cap('hv-new'),
+                                          api.version_cap('hv-old')))
+
+    def test_resize_instance_timeout_covers_power_off_and_copy(self):
+        self.api().resize_instance(CTXT, HOST, self.MIGRATION, '/x', False,
+                                   shutdown_timeout=100)
+        self.assertEqual(100 + rpcapi.POWER_CALL_MARGIN +
+                         rpcapi.DISK_COPY_TIMEOUT, self.clients_made()[-1][3])

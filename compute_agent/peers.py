@@ -31,8 +31,10 @@ def calling(host, step):
                    f'(asked to {step})') from None
     except oslo_messaging.RPCVersionCapError as error:
         raise exception.MigrationError(
-            reason=f'host {host} runs an agent too old to {step} '
-                   f'({error})') from None
+            reason=f'host {host} cannot be asked to {step}: that needs RPC '
+                   f'{error.version}, above the cap of {error.version_cap} '
+                   f'for it ([upgrade_levels] compute on this host, or the '
+                   f'version its agent runs)') from None
     except exception.ComputeAgentError:
         raise
     except oslo_messaging.MessagingException as error:

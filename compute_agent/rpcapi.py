@@ -40,6 +40,12 @@ move with it; a unit test keeps the three in step):
   get_serial_console(instance_uuid), get_migration(migration_id) and
   list_migrations(instance_uuid). build_and_run_instance's instance may
   carry wait_for_events. vm_state may be 'resized'. SERVICE_VERSION 5.
+  A migration record is {"id", "kind" ('live-migration', 'migration' or
+  'resize'), "instance_uuid", "source_host", "dest_host", "status",
+  "request_id", "details", "progress", "message", "created_at",
+  "updated_at", "finished_at"}; status is one of queued, preparing,
+  running, completed, failed, cancelled, error, and for a cold migration
+  or resize also confirming, confirmed, reverting, reverted.
 
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request

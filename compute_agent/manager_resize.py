@@ -214,8 +214,19 @@ class ResizeMixin:
             migration['instance_uuid'], clean_shutdown, shutdown_timeout)
         validation.short_text(destination_path, 'destination_path')
         shared = validation.boolean(shared_storage, 'shared_storage')
-        dest = migration['dest_host']
         self._db.put_migration(**migration)
+        try:
+            return self._hand_over(ctxt, migration, uuid, clean, timeout,
+                                   destination_path, shared)
+        except Exception as error:
+            self._db.update_migration(migration['id'], status='failed',
+                                      message=str(error))
+            raise
+
+    def _hand_over(self, ctxt, migration, uuid, clean, timeout,
+                   destination_path, shared):
+        """The source's part: power off, copy, start it there."""
+        dest = migration['dest_host']
         with self._action(ctxt, uuid, migration['kind']) as report:
             record = self._claim(uuid, migration['kind'],
                                  {base.ACTIVE, base.STOPPED},

@@ -1,0 +1,199 @@
+"""Live and cold migration of real QEMU guests between two agents, each on
+its own private libvirtd, with the source or the destination agent
+SIGTERMed while the migration is in flight.
+
+The guests are the small busybox guests of the other real-guest tests
+(128 MiB, TCG). A bandwidth cap on the source keeps a live migration in
+flight for several seconds, long enough to signal an agent in the middle
+of it; an ACPI-ignoring guest with a short shutdown timeout does the same
+for the source's power-off in a cold migration.
+"""
+
+import os
+import uuid
+
+import libvirt
+import testtools
+
+from tests.fixtures import agent as agent_fixture
+from tests.fixtures.polling import wait_for
+from tests.fixtures import rabbitmq
+from tests.fixtures import rpc
+from tests.realguest import libvirtd
+from tests.realguest import test_power_off
+
+FINAL = ('completed', 'failed', 'cancelled', 'error')
+SETTLE = 180
+# MiB/s: a 128 MiB guest's memory takes seconds, not a blink.
+SLOW_BANDWIDTH = 4
+
+
+class TwoHostsTestCase(testtools.TestCase):
+    source_bandwidth = 0
+
+    def setUp(self):
+        super().setUp()
+        available, reason = libvirtd.realguest_available()
+        if not available:
+            self.skipTest(reason)
+        self.images = libvirtd.guest_images()
+        self.broker = rabbitmq.shared_broker()
+        self.hypervisors = {}
+        self.agents = {}
+        self.clients = {}
+        for role in ('source', 'dest'):
+            hypervisor = self.useFixture(libvirtd.PrivateLibvirtd(role))
+            config = {'libvirt': {'live_migration_bandwidth': str(
+                self.source_bandwidth if role == 'source' else 0)}}
+            agent = self.useFixture(agent_fixture.AgentProcess(
+                self.broker.transport_url, connection_uri=hypervisor.uri,
+                host=f'{role}-{uuid.uuid4().hex[:6]}', virt_type='qemu',
+                shutdown_timeout=60, graceful_shutdown_timeout=150,
+                shutdown_retry_interval=test_power_off.RETRY_INTERVAL,
+                extra_config=config))
+            self.hypervisors[role] = hypervisor
+            self.agents[role] = agent
+        for role, agent in self.agents.items():
+            agent.wait_ready()
+            self.clients[role] = self.useFixture(rpc.AgentRPCClient(
+                self.broker.transport_url, agent.host, timeout=240))
+
+    def boot(self, honours_acpi=True, with_disk=False):
+        image = {'id': 'debian-busybox', 'properties': {},
+                 'kernel': self.images['kernel'],
+                 'ramdisk': self.images['initramfs_acpi' if honours_acpi
+                                        else 'initramfs_noacpi'],
+                 'cmdline': libvirtd.GUEST_CMDLINE}
+        if with_disk:
+            image['disk'] = self.images['disk']
+        record = self.clients['source'].call(
+            'build_and_run_instance', instance={
+                'uuid': str(uuid.uuid4()), 'name': 'traveller', 'vcpus': 1,
+                'memory_mb': 128, 'image': image})
+        self.wait_until_ready('source', record['uuid'])
+        return record['uuid']
+
+    def wait_until_ready(self, role, instance_uuid):
+        console = os.path.join(self.agents[role].state_path, 'instances',
+                               instance_uuid, 'console.log')
+
+        def ready():
+            try:
+                with open(console, errors='replace') as log:
+                    return libvirtd.GUEST_READY_LINE in log.read()
+            except FileNotFoundError:
+                return False
+        wait_for(ready, test_power_off.BOOT_TIMEOUT,
+                 f'guest {instance_uuid} READY on {role}')
+
+    def follow(self, role, migration_id, until=FINAL):
+        client = self.clients[role]
+        return wait_for(
+            lambda: (lambda m: m if m['status'] in until else None)(
+                client.call('get_migration', topic=rpc.ALT_TOPIC,
+                            migration_id=migration_id, timeout=30)),
+            SETTLE, f'migration {migration_id} reaches {until}')
+
+    def libvirt_state(self, role, instance_uuid):
+        """What that host's libvirtd says of the guest, or None."""
+        connection = libvirt.open(self.hypervisors[role].uri)
+        try:
+            domain = connection.lookupByUUIDString(instance_uuid)
+            return domain.info()[0]
+        except libvirt.libvirtError:
+            return None
+        finally:
+            connection.close()
+
+    def sigterm_restart(self, role):
+        """SIGTERM the agent mid-flight: it must drain (exit 0 within its
+        budget); then start it again."""
+        agent = self.agents[role]
+        in_flight = self.clients[role].call(
+            'get_service_status', topic=rpc.ALT_TOPIC)['in_flight']
+        self.assertNotEqual([], in_flight, f'nothing in flight on {role}')
+        agent.sigterm()
+        self.assertEqual(0, agent.wait_exit(SETTLE))
+        self.assertLess(agent.exit_time - agent.signal_time,
+                        agent.graceful_shutdown_timeout)
+        agent.restart()
+        agent.wait_ready()
+
+    def assertRunsOn(self, role, instance_uuid, vm_state='active'):
+        record = self.clients[role].call('get_instance',
+                                         instance_uuid=instance_uuid)
+        self.assertEqual((self.agents[role].host, vm_state, 'running'),
+                         (record['host'], record['vm_state'],
+                          record['power_state']))
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
+                         self.libvirt_state(role, instance_uuid))
+        other = 'dest' if role == 'source' else 'source'
+        self.assertNotEqual(libvirt.VIR_DOMAIN_RUNNING,
+                            self.libvirt_state(other, instance_uuid))
+
+
+class LiveMigrationTest(TwoHostsTestCase):
+    source_bandwidth = SLOW_BANDWIDTH
+
+    def migrate_and_sigterm(self, role):
+        guest = self.boot()
+        migration = self.clients['source'].call(
+            'live_migrate_instance', instance_uuid=guest,
+            dest_host=self.agents['dest'].host)
+        self.follow('source', migration['id'], until=('running',))
+        self.sigterm_restart(role)
+        done = self.follow('source', migration['id'])
+        self.assertEqual('completed', done['status'], done['message'])
+        self.assertRunsOn('dest', guest)
+        console = self.clients['dest'].call(
+            'get_console_output', topic=rpc.ALT_TOPIC, instance_uuid=guest)
+        self.assertIn(libvirtd.GUEST_READY_LINE, console)
+
+    def test_sigterm_of_the_source_mid_flight(self):
+        self.migrate_and_sigterm('source')
+
+    def test_sigterm_of_the_destination_mid_flight(self):
+        self.migrate_and_sigterm('dest')
+
+
+class ColdMigrationTest(TwoHostsTestCase):
+    def migrate_and_sigterm(self, role):
+        # The guest ignores ACPI: the source's power-off waits out its
+        # 8 s timeout, with the migration in flight on both hosts.
+        guest = self.boot(honours_acpi=False, with_disk=True)
+        migration = self.clients['dest'].call(
+            'prep_resize', instance_uuid=guest,
+            new_flavor={'vcpus': 1, 'memory_mb': 192},
+            source_host=self.agents['source'].host, shutdown_timeout=8)
+        self.follow('dest', migration['id'], until=('running',))
+        wait_for(lambda: self.clients['source'].call(
+            'get_service_status', topic=rpc.ALT_TOPIC)['in_flight'],
+            30, 'resize_instance in flight on the source')
+        self.sigterm_restart(role)
+        done = self.follow('dest', migration['id'])
+        self.assertEqual('completed', done['status'], done['message'])
+        record = self.clients['dest'].call('get_instance',
+                                           instance_uuid=guest)
+        self.assertEqual(('resized', 'forced', 192),
+                         (record['vm_state'],
+                          record['last_power_off']['result'],
+                          record['flavor']['memory_mb']))
+        self.assertRunsOn('dest', guest, vm_state='resized')
+        self.wait_until_ready('dest', guest)
+        return guest, done
+
+    def test_sigterm_of_the_source_mid_flight_then_confirm(self):
+        guest, done = self.migrate_and_sigterm('source')
+        confirmed = self.clients['source'].call('confirm_resize',
+                                                migration_id=done['id'])
+        self.assertEqual('confirmed', confirmed['status'])
+        self.assertIsNone(self.libvirt_state('source', guest))
+        self.assertRunsOn('dest', guest)
+
+    def test_sigterm_of_the_destination_mid_flight_then_revert(self):
+        guest, done = self.migrate_and_sigterm('dest')
+        original = self.clients['dest'].call('revert_resize',
+                                             migration_id=done['id'])
+        self.assertEqual(128, original['flavor']['memory_mb'])
+        self.assertRunsOn('source', guest)
+        self.assertIsNone(self.libvirt_state('dest', guest))

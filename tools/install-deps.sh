@@ -16,6 +16,9 @@ PACKAGES=(
     # real QEMU guests under a private libvirtd (tests/realguest)
     libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
     qemu-system-x86 qemu-utils busybox-static cpio
+    # systemd-analyze, which lints the shipped unit (tox -e systemd-verify);
+    # the package does not make systemd PID 1
+    systemd
     python3-venv
 )
 

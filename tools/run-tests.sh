@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command, from the repository root:
 #
-#   sudo tools/run-tests.sh             every suite CI runs
+#   sudo tools/run-tests.sh             every suite CI runs, then the
+#                                       gate job (report in $GATE_REPORT,
+#                                       default build/gate/report.json)
 #   sudo tools/run-tests.sh -e py3      just the named tox environments
 #
 # Installs the system dependencies and a tox venv first (tools/
@@ -13,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Real guests need a private libvirtd in a mount namespace, hence root.
 if [[ $EUID -ne 0 ]]; then
     if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        exec sudo --preserve-env=CI "$PWD/tools/run-tests.sh" "$@"
+        exec sudo --preserve-env=CI,GATE_REPORT "$PWD/tools/run-tests.sh" "$@"
     fi
     echo "run-tests: must run as root: sudo tools/run-tests.sh" >&2
     exit 1
@@ -21,8 +23,19 @@ fi
 
 tools/install-deps.sh
 
-if (($# == 0)); then
-    set -- -e pep8,genconfig-check,py3,functional,realguest
+if (($# > 0)); then
+    echo "run-tests: .venv/bin/tox $*"
+    exec .venv/bin/tox "$@"
 fi
-echo "run-tests: .venv/bin/tox $*"
-exec .venv/bin/tox "$@"
+
+# Every suite, then the graceful-shutdown gate job once per scenario. The
+# gate runs even when a suite failed, so that one CI run reports both;
+# the exit status is non-zero when anything failed.
+GATE_REPORT=${GATE_REPORT:-build/gate/report.json}
+status=0
+envs=pep8,genconfig-check,systemd-verify,py3,functional,realguest
+echo "run-tests: .venv/bin/tox -e $envs"
+.venv/bin/tox -e "$envs" || status=$?
+echo "run-tests: .venv/bin/tox -e gate -- --repeat 1 --report $GATE_REPORT"
+.venv/bin/tox -e gate -- --repeat 1 --report "$GATE_REPORT" || status=$?
+exit "$status"

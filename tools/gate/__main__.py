@@ -1,0 +1,5 @@
+import sys
+
+from tools.gate import cli
+
+sys.exit(cli.main())

@@ -1,0 +1,175 @@
+"""The gate's scenarios: an operation on a real guest, the agent running
+it SIGTERMed half-way, then checks.
+
+To add one, subclass Scenario with a unique ``name`` and a ``run``, and
+list the class in SCENARIOS. ``run`` gets the Deployment, starts its
+operation as a PendingCall, waits with drain.wait_in_flight until it is
+really under way, calls drain.sigterm_and_drain on the host to SIGTERM,
+and then checks the outcome: the agent's record and libvirt's view
+(guests.expect_record, guests.expect_domain_only_on). It raises
+GateFailure (failure.expect) on the first check that fails. Guests booted
+through ``boot`` (or registered with ``own``) are removed after the run,
+whatever happened.
+"""
+
+from tools.gate import drain
+from tools.gate import guests
+from tools.gate.failure import expect
+
+# A clean stop that would not be cut short by the default
+# graceful_shutdown_timeout; the ACPI guest powers off in ~2 s.
+CLEAN_STOP_TIMEOUT = 60
+# Short, so the ignoring guest's forced power-off comes soon; long enough
+# that the SIGTERM lands well inside the wait.
+SHORT_STOP_TIMEOUT = 5
+
+
+class Scenario:
+    """One run of one scenario; a fresh instance per run."""
+
+    name = None
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.drain_lags = []  # seconds, one per SIGTERM
+        self.sigtermed = []  # names of the hosts SIGTERMed
+        self._guests = []  # (host, instance uuid) to remove afterwards
+
+    def run(self, deployment):
+        raise NotImplementedError
+
+    def pick_host(self, deployment):
+        return deployment.hosts[self.rng.choice(sorted(deployment.hosts))]
+
+    def own(self, host, instance_uuid):
+        self._guests.append((host, instance_uuid))
+
+    def boot(self, deployment, host, **spec_options):
+        spec = guests.instance_spec(deployment.images, f'gate-{self.name}',
+                                    **spec_options)
+        self.own(host, spec['uuid'])
+        record = host.rpc.call('build_and_run_instance', instance=spec)
+        guests.expect_record(record, host, 'active', 'running')
+        return spec['uuid']
+
+    def sigterm_and_drain(self, deployment, host, pending, instance_uuid):
+        """drain.sigterm_and_drain, with get_instance of the scenario's
+        guest as the request sent to compute during the drain."""
+        self.sigtermed.append(host.name)
+        return drain.sigterm_and_drain(
+            deployment, host, pending, 'get_instance',
+            {'instance_uuid': instance_uuid}, self.drain_lags)
+
+    def cleanup(self, deployment):
+        # Records name the host that owns a guest now; a migration may
+        # have moved it from where it was booted.
+        for host, instance_uuid in self._guests:
+            try:
+                record = host.rpc.call('get_instance',
+                                       instance_uuid=instance_uuid)
+                owner = deployment.hosts.get(record['host'], host)
+            except Exception:
+                owner = host
+            guests.remove(deployment, owner, instance_uuid)
+
+
+class BuildSigterm(Scenario):
+    """SIGTERM the host while it builds a guest (with a disk overlay)."""
+
+    name = 'build-sigterm'
+
+    def run(self, deployment):
+        host = self.pick_host(deployment)
+        spec = guests.instance_spec(deployment.images, 'gate-build',
+                                    with_disk=True)
+        self.own(host, spec['uuid'])
+        build = host.rpc.call_in_background(
+            'build_and_run_instance', instance=spec,
+            timeout=drain.OPERATION_TIMEOUT)
+        drain.wait_in_flight(host, build)
+        drained = self.sigterm_and_drain(deployment, host, build,
+                                         spec['uuid'])
+        guests.expect_record(build.result, host, 'active', 'running')
+        guests.expect_record(drained.queued_result, host, 'active',
+                             'running')
+        guests.expect_domain_only_on(deployment, host, spec['uuid'],
+                                     guests.RUNNING)
+        # The guest built during the drain really boots.
+        guests.wait_until_ready(host, spec['uuid'])
+
+
+class _StopSigterm(Scenario):
+    """A clean stop of a running guest, SIGTERMed while it waits for the
+    guest to power off."""
+
+    honours_acpi = None
+    shutdown_timeout = None
+    expected = None  # (result, method) in last_power_off
+
+    def run(self, deployment):
+        host = self.pick_host(deployment)
+        instance_uuid = self.boot(deployment, host,
+                                  honours_acpi=self.honours_acpi)
+        guests.wait_until_ready(host, instance_uuid)
+        stop = host.rpc.call_in_background(
+            'stop_instance', instance_uuid=instance_uuid,
+            shutdown_timeout=self.shutdown_timeout,
+            timeout=drain.OPERATION_TIMEOUT)
+        # The power button has been pressed and the agent waits.
+        drain.wait_in_flight(
+            host, stop, stage=lambda entry: entry.get('power_off'))
+        drained = self.sigterm_and_drain(deployment, host, stop,
+                                         instance_uuid)
+        power_off = stop.result['last_power_off']
+        expect((power_off['requested'], power_off['result'],
+                power_off['method'], power_off['timeout'])
+               == ('clean',) + self.expected + (self.shutdown_timeout,),
+               f'last_power_off {power_off}; expected clean -> '
+               f'{self.expected} with timeout {self.shutdown_timeout}')
+        self.check_power_off(power_off)
+        guests.expect_record(stop.result, host, 'stopped', 'shutdown')
+        guests.expect_record(drained.queued_result, host, 'stopped',
+                             'shutdown')
+        guests.expect_domain_only_on(deployment, host, instance_uuid,
+                                     guests.SHUT_OFF)
+
+    def check_power_off(self, power_off):
+        """Scenario-specific checks of last_power_off."""
+
+
+class StopAcpiSigterm(_StopSigterm):
+    """An ACPI-honouring guest powers off cleanly during the drain."""
+
+    name = 'stop-acpi-sigterm'
+    honours_acpi = True
+    shutdown_timeout = CLEAN_STOP_TIMEOUT
+    expected = ('clean', 'acpi')
+
+
+class StopIgnoringAcpiSigterm(_StopSigterm):
+    """A guest that ignores ACPI is destroyed at its timeout during the
+    drain."""
+
+    name = 'stop-ignoring-acpi-sigterm'
+    honours_acpi = False
+    shutdown_timeout = SHORT_STOP_TIMEOUT
+    expected = ('forced', 'destroy')
+
+    def check_power_off(self, power_off):
+        expect(power_off['seconds'] >= self.shutdown_timeout,
+               f'forced after {power_off["seconds"]} s, before its '
+               f'{self.shutdown_timeout} s timeout')
+
+
+# Every scenario the gate runs, in report order.
+SCENARIOS = [
+    BuildSigterm,
+    StopAcpiSigterm,
+    StopIgnoringAcpiSigterm,
+]
+
+
+def by_name():
+    names = [scenario.name for scenario in SCENARIOS]
+    assert len(set(names)) == len(names), f'duplicate names: {names}'
+    return {scenario.name: scenario for scenario in SCENARIOS}

@@ -1,9 +1,10 @@
 """compute-agent-client: the operator's CLI over the compute RPC API.
 
 Exit status: 0 success, 1 the agent refused or failed the request (for
-host-stop-all: any instance), 2 bad usage (including a command that
-[upgrade_levels] compute is pinned too low for), 3 the agent could not be
-reached.
+host-stop-all: any instance; for a migration followed to its end: it did
+not complete), 2 bad usage (including a command that [upgrade_levels]
+compute is pinned too low for), 3 the agent could not be reached, 130
+Ctrl-C while following a migration (which goes on).
 """
 
 import argparse
@@ -20,7 +21,9 @@ from compute_agent import conf as agent_conf
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent.cmd import client_format
+from compute_agent.cmd import client_guest
 from compute_agent.cmd import client_host
+from compute_agent.cmd import client_migrate
 from compute_agent.cmd import client_progress
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -34,6 +37,9 @@ POWER_OFF_VERBS = ('stop', 'delete', 'rescue', 'shelve', 'shelve-offload',
 POWER_OFF_METHODS = {'stop': 'stop_instance', 'delete': 'terminate_instance',
                      'rescue': 'rescue_instance', 'shelve': 'shelve_instance',
                      'shelve-offload': 'shelve_offload_instance'}
+# Modules that register verbs of their own and carry them out: each has
+# VERBS, add_verbs(subparsers) and run(api, args, ctxt) -> exit status.
+VERB_MODULES = (client_migrate, client_guest)
 
 
 def _parser():
@@ -52,9 +58,9 @@ def _parser():
     parser.add_argument('--rpc-timeout', type=int, metavar='SECONDS',
                         help='How long to wait for the agent\'s answer.')
     parser.add_argument('--progress', action='store_true',
-                        help='Show a waiting clean power-off on stderr even '
-                             'when it is not a terminal (never with '
-                             '--json).')
+                        help='Show a waiting clean power-off or a '
+                             'migration being followed on stderr even when '
+                             'it is not a terminal (never with --json).')
     verbs = parser.add_subparsers(dest='verb', required=True,
                                   metavar='VERB')
 
@@ -90,6 +96,7 @@ def _parser():
     boot.add_argument('--ramdisk', help='Initramfs path on the host.')
     boot.add_argument('--cmdline', help='Kernel command line.')
     boot.add_argument('--disk', help='Base disk image path on the host.')
+    client_guest.add_wait_for_event_option(boot, 'the boot')
 
     reboot = verbs.add_parser('reboot', help='Reboot an instance.')
     reboot.add_argument('uuid')
@@ -131,6 +138,8 @@ def _parser():
                                f'{client_host.DEFAULT_PARALLEL}, or fewer '
                                'when there are fewer).')
     _add_power_off_options(stop_all, instance=False)
+    for module in VERB_MODULES:
+        module.add_verbs(verbs)
     return parser
 
 
@@ -167,9 +176,13 @@ def _boot_spec(args):
     for key in ('kernel', 'ramdisk', 'cmdline', 'disk'):
         if getattr(args, key):
             image[key] = getattr(args, key)
-    return {'uuid': args.uuid or str(uuid.uuid4()), 'name': args.name,
+    spec = {'uuid': args.uuid or str(uuid.uuid4()), 'name': args.name,
             'vcpus': args.vcpus, 'memory_mb': args.memory_mb,
             'image': image}
+    # Only when asked: an agent older than RPC 1.4 refuses the field.
+    if args.wait_for_events:
+        spec['wait_for_events'] = args.wait_for_events
+    return spec
 
 
 def _rescue_image(args):
@@ -201,8 +214,9 @@ def _run(api, args, ctxt):
     if args.verb == 'actions':
         return api.get_instance_actions(ctxt, host, args.uuid)
     if args.verb == 'boot':
-        return api.build_and_run_instance(ctxt, host, _boot_spec(args),
-                                          timeout=timeout)
+        return api.build_and_run_instance(
+            ctxt, host, _boot_spec(args),
+            timeout=client_guest.boot_rpc_timeout(args, agent_conf.CONF))
     if args.verb == 'start':
         return api.start_instance(ctxt, host, args.uuid)
     if args.verb == 'unrescue':
@@ -316,6 +330,9 @@ def main(argv=None):
                             retry=CONNECTION_RETRIES)
     ctxt = rpcapi.new_context()
     try:
+        for module in VERB_MODULES:
+            if args.verb in module.VERBS:
+                return module.run(api, args, ctxt)
         # The progress line is gone before any error or result prints.
         with _progress(api, args) as progress:
             if args.verb == 'host-stop-all':

@@ -5,6 +5,7 @@ can be tested without a bus or a terminal.
 """
 
 import datetime
+import json
 
 # What the one-line outcome calls each verb that powers a guest off.
 PAST_TENSE = {'stop': 'stopped', 'delete': 'deleted', 'rescue': 'rescued',
@@ -143,18 +144,29 @@ def outcome_line(verb, record, power_off, tried_method=None):
             f'{power_off_outcome(power_off, tried_method)}')
 
 
-def _timestamp(text):
-    """ISO 8601 UTC from the agent as '2026-11-23 12:00:01Z'; anything
-    unparsable as it came."""
+def _moment(text):
+    """An ISO 8601 time from the agent as a naive UTC datetime (one without
+    a zone is taken as UTC); None when it is missing or unparsable."""
     if not text:
-        return '-'
+        return None
     try:
         moment = datetime.datetime.fromisoformat(
             text[:-1] + '+00:00' if text.endswith('Z') else text)
     except ValueError:
-        return text
+        return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.timezone.utc)
+        # Naive UTC, so that any two of them can be subtracted.
+        moment = moment.astimezone(datetime.timezone.utc).replace(
+            tzinfo=None)
+    return moment
+
+
+def _timestamp(text):
+    """ISO 8601 UTC from the agent as '2026-11-23 12:00:01Z'; anything
+    unparsable as it came."""
+    moment = _moment(text)
+    if moment is None:
+        return text or '-'
     return moment.strftime('%Y-%m-%d %H:%M:%SZ')
 
 
@@ -198,3 +210,147 @@ def host_stop_summary(outcomes, seconds):
     guests = f'{len(outcomes)} guest' + ('' if len(outcomes) == 1 else 's')
     return (f'{guests} in {seconds:.2f} s: ' +
             ', '.join(f'{count} {kind}' for kind, count in counts.items()))
+
+
+# -- migrations, events, consoles (RPC API 1.4) ------------------------
+
+# How each kind of migration is named: while it runs, once it is done,
+# and as a noun.
+MIGRATION_WORDS = {
+    'live-migration': ('live-migrating', 'live-migrated', 'live migration'),
+    'migration': ('migrating', 'migrated', 'migration'),
+    'resize': ('resizing', 'resized', 'resize'),
+}
+_SIZE_UNITS = ('KiB', 'MiB', 'GiB', 'TiB')
+
+
+def migration_words(kind):
+    # A kind from a newer agent is named as it came.
+    return MIGRATION_WORDS.get(kind, (kind, kind, kind))
+
+
+def size(count):
+    """A byte count as people read it: '512 B', '1.5 GiB'."""
+    if count < 1024:
+        return f'{count} B'
+    value = float(count)
+    for unit in _SIZE_UNITS:
+        value /= 1024
+        if value < 1024 or unit == _SIZE_UNITS[-1]:
+            return f'{value:.1f} {unit}'
+
+
+def migration_progress(progress):
+    """'42%, memory 1.2 GiB of 4.0 GiB (2.8 GiB left), disk ...' for a
+    live migration, the step of a cold one; None when it has none yet."""
+    if not progress:
+        return None
+    parts = []
+    if progress.get('percent') is not None:
+        parts.append(f'{progress["percent"]:.0f}%')
+    for what in ('memory', 'disk'):
+        total = progress.get(f'{what}_total')
+        if not total:
+            continue
+        text = (f'{what} {size(progress.get(f"{what}_processed") or 0)} '
+                f'of {size(total)}')
+        if progress.get(f'{what}_remaining') is not None:
+            text += f' ({size(progress[f"{what}_remaining"])} left)'
+        parts.append(text)
+    if progress.get('step'):
+        parts.append(progress['step'])
+    return ', '.join(parts) or None
+
+
+def _route(record):
+    return f'{record["source_host"]} -> {record["dest_host"]}'
+
+
+def migration_waiting(record, name, elapsed):
+    """The status line while the CLI follows a migration: 'live-migrating
+    web-1 to host-b (12.3 s): running, 42%, memory ...'. The source is the
+    host the operator named, so it is left out of this line."""
+    text = (f'{migration_words(record["kind"])[0]} {name} to '
+            f'{record["dest_host"]} ({elapsed:.1f} s): {record["status"]}')
+    progress = migration_progress(record['progress'])
+    return text + (f', {progress}' if progress else '')
+
+
+def migration_seconds(record):
+    """How long the migration took, by the agent's clock; None when it
+    has not ended or a time is missing."""
+    created = _moment(record['created_at'])
+    finished = _moment(record['finished_at'])
+    if created is None or finished is None:
+        return None
+    return (finished - created).total_seconds()
+
+
+def migration_outcome(record, name):
+    """'live-migrated web-1 host-a -> host-b in 3.2 s', or 'live migration
+    of web-1 host-a -> host-b cancelled: <why>'."""
+    _, past, noun = migration_words(record['kind'])
+    if record['status'] == 'completed':
+        seconds = migration_seconds(record)
+        return (f'{past} {name} {_route(record)}' +
+                (f' in {seconds:.1f} s' if seconds is not None else ''))
+    text = f'{noun} of {name} {_route(record)} {record["status"]}'
+    return text + (f': {record["message"]}' if record['message'] else '')
+
+
+def _detail_value(value):
+    return value if isinstance(value, str) else json.dumps(value,
+                                                           sort_keys=True)
+
+
+def migration(record):
+    rows = [('id', record['id']), ('kind', record['kind']),
+            ('instance', record['instance_uuid']),
+            ('source', record['source_host']),
+            ('destination', record['dest_host']),
+            ('status', record['status']),
+            ('progress', migration_progress(record['progress']) or '-'),
+            ('message', record['message'] or '-'),
+            ('request', record['request_id'] or '-'),
+            ('created', _timestamp(record['created_at'])),
+            ('updated', _timestamp(record['updated_at'])),
+            ('finished', _timestamp(record['finished_at']))]
+    for key, value in sorted((record['details'] or {}).items()):
+        rows.append((key, _detail_value(value)))
+    return '\n'.join(f'{key:<15} {value}' for key, value in rows)
+
+
+def migration_list(records):
+    if not records:
+        return 'no migrations'
+    lines = [f'{"ID":<36}  {"KIND":<14} {"STATUS":<10} {"INSTANCE":<36}  '
+             f'{"SOURCE -> DEST":<30} CREATED']
+    for m in records:
+        lines.append(f'{m["id"]:<36}  {m["kind"]:<14} {m["status"]:<10} '
+                     f'{m["instance_uuid"]:<36}  {_route(m):<30} '
+                     f'{_timestamp(m["created_at"])}')
+    return '\n'.join(lines)
+
+
+def event_result(result):
+    """'network-vif-plugged:port-1 for UUID: delivered ...'. An event
+    that nothing waits for is kept by the agent: it may come before the
+    operation that waits for it."""
+    event = result['name'] + (f':{result["tag"]}' if result['tag'] else '')
+    outcome = ('delivered to the operation waiting for it'
+               if result['delivered'] else
+               'kept, nothing waits for it yet (an operation that starts '
+               'waiting for it soon will take it)')
+    return f'{event} for {result["instance_uuid"]}: {outcome}'
+
+
+def serial_console(console):
+    """'tcp 192.0.2.10:10000', 'file /var/lib/.../console.log', or the
+    type and its fields for a kind this client does not know."""
+    if console['type'] == 'tcp':
+        return f'tcp {console["host"]}:{console["port"]}'
+    if console['type'] == 'file':
+        return f'file {console["path"]}'
+    return ' '.join([console['type']] + [
+        f'{key}={value}' for key, value in sorted(console.items())
+        if key != 'type'])

@@ -10,10 +10,13 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
 import traceback
+
+import fixtures
 
 from tools.gate import deployment as gate_deployment
 from tools.gate import report
@@ -53,6 +56,10 @@ def parse_args(argv):
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2 ** 32)
     return args
+
+
+def _leave_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def say(message):
@@ -109,13 +116,17 @@ def main(argv=None):
     os.makedirs(workdir, exist_ok=True)
     say(f'{len(plan)} runs, seed {args.seed}, workdir {workdir}')
 
+    # A CI system stops a job that overran with SIGTERM: leave through the
+    # cleanups, so that no broker, libvirtd or guest outlives the job.
+    signal.signal(signal.SIGTERM, _leave_on_sigterm)
     started = time.monotonic()
     deployment = gate_deployment.Deployment(workdir, args.executable)
     try:
         deployment.setUp()
-    except Exception:
+    except fixtures.MultipleExceptions as errors:
+        # The first is what went wrong; cleanup has run.
         say('the deployment did not come up:')
-        traceback.print_exc()
+        traceback.print_exception(errors.args[0][1])
         return 1
     try:
         say(f'deployment up in {time.monotonic() - started:.1f} s')

@@ -12,6 +12,9 @@ _INSTANCE = f'{{{METADATA_NS}}}instance'
 # Marks a rescue definition (<agent:rescue image="ID"/> inside the
 # instance element), so that it is never mistaken for the guest's own.
 _RESCUE = f'{{{METADATA_NS}}}rescue'
+# Registered once for the whole process: XML that libvirt returns and the
+# agent rewrites (relocated()) keeps the prefix instead of becoming ns0.
+ET.register_namespace('agent', METADATA_NS)
 
 
 def domain_name(instance_uuid):
@@ -31,7 +34,6 @@ def _common(domain_type, instance_uuid, name, vcpus, memory_mb,
     _sub(domain, 'name', domain_name(instance_uuid))
     _sub(domain, 'uuid', instance_uuid)
     metadata = _sub(domain, 'metadata')
-    ET.register_namespace('agent', METADATA_NS)
     instance = _sub(metadata, _INSTANCE, name=name)
     if rescue_image_id is not None:
         _sub(instance, _RESCUE, image=rescue_image_id)
@@ -126,3 +128,48 @@ def disk_files(xml):
     return {source.get('file')
             for source in ET.fromstring(xml).iterfind(
                 "devices/disk[@device='disk']/source[@file]")}
+
+
+# The elements whose source attribute names a file of the guest's: its
+# console log (serial and console point at the same file) and its disks.
+_FILE_SOURCES = (('devices/serial/source', 'path'),
+                 ('devices/console/source', 'path'),
+                 ("devices/disk[@device='disk']/source", 'file'))
+
+
+def guest_files(xml):
+    """Every file path the serial, console and disk devices of domain
+    XML name."""
+    domain = ET.fromstring(xml)
+    return {source.get(attribute)
+            for path, attribute in _FILE_SOURCES
+            for source in domain.iterfind(path)
+            if source.get(attribute)}
+
+
+def relocated(xml, moves):
+    """Domain XML with the device files in moves (old path -> new path)
+    renamed; everything else as it was."""
+    domain = ET.fromstring(xml)
+    for path, attribute in _FILE_SOURCES:
+        for source in domain.iterfind(path):
+            if source.get(attribute) in moves:
+                source.set(attribute, moves[source.get(attribute)])
+    return ET.tostring(domain, encoding='unicode')
+
+
+def serial_console(xml):
+    """How to reach the first serial device of live domain XML:
+    {'type', 'path'} for a file, pty or unix socket, {'type', 'host',
+    'port'} for TCP; None when the guest has no serial device."""
+    serial = ET.fromstring(xml).find('devices/serial')
+    if serial is None:
+        return None
+    kind = serial.get('type')
+    source = serial.find('source')
+    attributes = source.attrib if source is not None else {}
+    if kind == 'tcp':
+        port = attributes.get('service')
+        return {'type': kind, 'host': attributes.get('host'),
+                'port': int(port) if port and port.isdigit() else port}
+    return {'type': kind, 'path': attributes.get('path')}

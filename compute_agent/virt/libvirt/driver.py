@@ -8,9 +8,12 @@ import libvirt
 
 from compute_agent import exception
 from compute_agent.virt import driver
+from compute_agent.virt.libvirt import cold_migration
 from compute_agent.virt.libvirt import config
+from compute_agent.virt.libvirt import domain_guest
 from compute_agent.virt.libvirt import host as libvirt_host
 from compute_agent.virt.libvirt import images
+from compute_agent.virt.libvirt import migration
 from compute_agent.virt.libvirt import power
 from compute_agent.virt.libvirt import rescue
 
@@ -28,91 +31,60 @@ _POWER_STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: driver.PAUSED,
 }
 
-# libvirt errors that, for a power-off, mean the goal is reached already.
-_ALREADY_OFF_ERRORS = frozenset([libvirt.VIR_ERR_OPERATION_INVALID,
-                                 libvirt.VIR_ERR_NO_DOMAIN])
-
-
-class _DomainGuest(power.Guest):
-    """Adapts a libvirt domain to the power-off algorithm."""
-
-    def __init__(self, domain, test_driver):
-        self._domain = domain
-        self._test_driver = test_driver
-
-    def is_off(self):
-        try:
-            state = self._domain.info()[0]
-        except libvirt.libvirtError as error:
-            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return True
-            raise
-        return state in (libvirt.VIR_DOMAIN_SHUTOFF,
-                         libvirt.VIR_DOMAIN_CRASHED)
-
-    def request_shutdown(self, method):
-        if self._test_driver:
-            # The test driver takes no shutdown method flags.
-            return _unless_already_off(self._domain.shutdown)
-        if method == power.GUEST_AGENT:
-            try:
-                return _unless_already_off(lambda: self._domain.shutdownFlags(
-                    libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT))
-            except libvirt.libvirtError as error:
-                if error.get_error_code() in _AGENT_UNAVAILABLE_ERRORS:
-                    raise power.GuestAgentUnavailable(
-                        error.get_error_message())
-                raise
-        return _unless_already_off(lambda: self._domain.shutdownFlags(
-            libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN))
-
-    def destroy(self):
-        return _unless_already_off(self._domain.destroy)
-
-
-# libvirt errors that mean the guest agent cannot take a request now.
-_AGENT_UNAVAILABLE_ERRORS = frozenset([
-    libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
-    libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
-    libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
-    libvirt.VIR_ERR_AGENT_UNSYNCED,
-])
-
-
-def _unless_already_off(operation):
-    """Run operation; False when libvirt says the guest is off or gone."""
-    try:
-        operation()
-    except libvirt.libvirtError as error:
-        if error.get_error_code() in _ALREADY_OFF_ERRORS:
-            return False
-        raise
-    return True
-
 
 class LibvirtDriver(driver.ComputeDriver):
-    def __init__(self, connection_uri, virt_type, state_path):
+    """Guests of one libvirt connection.
+
+    :param live_migration_uri: the libvirt URI a source's libvirtd
+        migrates to, '%s' standing for this host's name; None: the
+        connection URI.
+    :param live_migration_inbound_addr: the address incoming migration
+        data is sent to; None: libvirt's choice.
+    :param live_migration_bandwidth: MiB/s for outgoing live migrations,
+        0 for unlimited.
+    """
+
+    def __init__(self, connection_uri, virt_type, state_path,
+                 live_migration_uri=None, live_migration_inbound_addr=None,
+                 live_migration_bandwidth=0):
         self._host = libvirt_host.Host(connection_uri)
         self._virt_type = virt_type
         self._instances_path = os.path.join(state_path, 'instances')
-        self._is_test_driver = False
+        self.is_test_driver = False
+        self.host_name = None
+        self._live = migration.LiveMigrations(
+            self, migration_uri=live_migration_uri,
+            inbound_addr=live_migration_inbound_addr,
+            bandwidth=live_migration_bandwidth)
+        self._cold = cold_migration.ColdMigrations(self)
 
     def init_host(self, host):
         connection = self._host.connect()
-        self._is_test_driver = connection.getType().lower() == 'test'
+        self.is_test_driver = connection.getType().lower() == 'test'
+        self.host_name = host
         os.makedirs(self._instances_path, exist_ok=True)
 
-    def _instance_dir(self, instance_uuid):
+    # Helpers that migration.py and cold_migration.py borrow.
+
+    @property
+    def connection(self):
+        return self._host.connection
+
+    @property
+    def connection_uri(self):
+        return self._host.uri
+
+    def instance_path(self, instance_uuid):
         return os.path.join(self._instances_path, instance_uuid)
 
     def console_log_path(self, instance_uuid):
-        return os.path.join(self._instance_dir(instance_uuid), 'console.log')
+        return os.path.join(self.instance_path(instance_uuid), 'console.log')
 
-    def _own_disk_path(self, instance_uuid):
+    def own_disk_path(self, instance_uuid):
         """The guest's overlay of its image's disk, when it has one."""
-        return os.path.join(self._instance_dir(instance_uuid), 'disk.qcow2')
+        return os.path.join(self.instance_path(instance_uuid), 'disk.qcow2')
 
-    def _lookup(self, instance_uuid):
+    def lookup(self, instance_uuid):
         try:
             return self._host.connection.lookupByUUIDString(instance_uuid)
         except libvirt.libvirtError as error:
@@ -139,7 +111,7 @@ class LibvirtDriver(driver.ComputeDriver):
     def check_image(self, image):
         # Build and rescue images alike: everything that can be known
         # about booting one is checked here, before a guest is changed.
-        if self._is_test_driver:
+        if self.is_test_driver:
             return
         label = f'image {image.get("id")!r}'
         if 'kernel' not in image and 'disk' not in image:
@@ -161,15 +133,23 @@ class LibvirtDriver(driver.ComputeDriver):
                            f'on this host')
 
     def _domain_xml(self, instance_uuid, name, vcpus, memory_mb, image):
-        if self._is_test_driver:
+        """A new guest's definition, with a new overlay of the image's
+        disk when it has one."""
+        disk = None
+        if 'disk' in image and not self.is_test_driver:
+            disk = self.own_disk_path(instance_uuid)
+            os.makedirs(self.instance_path(instance_uuid), exist_ok=True)
+            images.create_overlay(image['disk'], disk)
+        return self.guest_xml(instance_uuid, name, vcpus, memory_mb, image,
+                              disk)
+
+    def guest_xml(self, instance_uuid, name, vcpus, memory_mb, image, disk):
+        """The guest's definition with disk (a path, or None) as its
+        own disk."""
+        if self.is_test_driver:
             return config.test_domain_xml(instance_uuid, name, vcpus,
                                           memory_mb)
-        instance_dir = self._instance_dir(instance_uuid)
-        os.makedirs(instance_dir, exist_ok=True)
-        disk = None
-        if 'disk' in image:
-            disk = self._own_disk_path(instance_uuid)
-            images.create_overlay(image['disk'], disk)
+        os.makedirs(self.instance_path(instance_uuid), exist_ok=True)
         return config.qemu_domain_xml(
             instance_uuid, name, vcpus, memory_mb, self._virt_type,
             console_log=self.console_log_path(instance_uuid),
@@ -185,15 +165,15 @@ class LibvirtDriver(driver.ComputeDriver):
                           'failed', instance_uuid)
 
     def power_on(self, instance_uuid):
-        domain = self._lookup_or_fail('power on', instance_uuid)
+        domain = self.lookup_or_fail('power on', instance_uuid)
         try:
             domain.create()
         except libvirt.libvirtError as error:
             raise self._fail('power on', instance_uuid, error)
 
-    def _lookup_or_fail(self, action, instance_uuid):
+    def lookup_or_fail(self, action, instance_uuid):
         try:
-            domain = self._lookup(instance_uuid)
+            domain = self.lookup(instance_uuid)
         except libvirt.libvirtError as error:
             raise self._fail(action, instance_uuid, error)
         if domain is None:
@@ -205,7 +185,7 @@ class LibvirtDriver(driver.ComputeDriver):
     def power_off(self, instance_uuid, clean, timeout, retry_interval,
                   control=None, use_guest_agent=False):
         control = control or power.PowerOffControl()
-        domain = self._lookup(instance_uuid)
+        domain = self.lookup(instance_uuid)
         if domain is None:
             return driver.PowerOffResult(
                 requested='clean' if clean else 'forced', result='clean',
@@ -213,14 +193,15 @@ class LibvirtDriver(driver.ComputeDriver):
         self._host.watch_power_off(instance_uuid, control)
         try:
             return power.power_off(
-                _DomainGuest(domain, self._is_test_driver), control, clean,
-                timeout, retry_interval, use_guest_agent=use_guest_agent)
+                domain_guest.DomainGuest(domain, self.is_test_driver),
+                control, clean, timeout, retry_interval,
+                use_guest_agent=use_guest_agent)
         except libvirt.libvirtError as error:
             raise self._fail('power off', instance_uuid, error)
         finally:
             self._host.unwatch_power_off(instance_uuid, control)
 
-    def _require_off(self, domain, action, instance_uuid):
+    def require_off(self, domain, action, instance_uuid):
         # Not even a crashed guest whose QEMU is kept: it holds the disks.
         state = domain.info()[0]
         if state != libvirt.VIR_DOMAIN_SHUTOFF:
@@ -229,17 +210,17 @@ class LibvirtDriver(driver.ComputeDriver):
                 reason=f'the guest is {_POWER_STATES.get(state, state)}; '
                        f'power it off first')
 
-    def _own_disk(self, instance_uuid, domain_xml):
+    def own_disk(self, instance_uuid, domain_xml):
         """The guest's own disk, when the definition uses one (a guest
         booted from a kernel alone, or on the test driver, has none)."""
-        disk = self._own_disk_path(instance_uuid)
+        disk = self.own_disk_path(instance_uuid)
         return disk if disk in config.disk_files(domain_xml) else None
 
     def snapshot(self, instance_uuid, snapshot_path):
-        domain = self._lookup_or_fail('snapshot', instance_uuid)
+        domain = self.lookup_or_fail('snapshot', instance_uuid)
         try:
-            self._require_off(domain, 'snapshot', instance_uuid)
-            disk = self._own_disk(instance_uuid, domain.XMLDesc(
+            self.require_off(domain, 'snapshot', instance_uuid)
+            disk = self.own_disk(instance_uuid, domain.XMLDesc(
                 libvirt.VIR_DOMAIN_XML_INACTIVE))
             if disk is None:
                 return None
@@ -251,10 +232,10 @@ class LibvirtDriver(driver.ComputeDriver):
                rescue_image):
         # The guest's own image is not needed: libvirt has the guest's own
         # definition, which is what unrescue restores.
-        domain = self._lookup_or_fail('rescue', instance_uuid)
-        files = rescue.RescueFiles(self._instance_dir(instance_uuid))
+        domain = self.lookup_or_fail('rescue', instance_uuid)
+        files = rescue.RescueFiles(self.instance_path(instance_uuid))
         try:
-            self._require_off(domain, 'rescue', instance_uuid)
+            self.require_off(domain, 'rescue', instance_uuid)
             original = files.save_original(domain.XMLDesc(
                 libvirt.VIR_DOMAIN_XML_INACTIVE))
         except (libvirt.libvirtError, OSError, rescue.RescueError) as error:
@@ -271,14 +252,14 @@ class LibvirtDriver(driver.ComputeDriver):
     def _rescue_xml(self, instance_uuid, name, vcpus, memory_mb,
                     rescue_image, original_xml, files):
         image_id = str(rescue_image.get('id', ''))
-        if self._is_test_driver:
+        if self.is_test_driver:
             return config.test_domain_xml(instance_uuid, name, vcpus,
                                           memory_mb, rescue_image_id=image_id)
         boot_disk = None
         if 'disk' in rescue_image:
             boot_disk = files.rescue_disk
             images.create_overlay(rescue_image['disk'], boot_disk)
-        own_disk = self._own_disk(instance_uuid, original_xml)
+        own_disk = self.own_disk(instance_uuid, original_xml)
         return config.qemu_domain_xml(
             instance_uuid, name, vcpus, memory_mb, self._virt_type,
             console_log=self.console_log_path(instance_uuid),
@@ -294,7 +275,7 @@ class LibvirtDriver(driver.ComputeDriver):
                                      original_xml, files):
         """Leave the guest off with its own definition, as before."""
         try:
-            _unless_already_off(domain.destroy)
+            domain_guest.unless_already_off(domain.destroy)
             self._host.connection.defineXML(original_xml)
             files.remove()
         except (libvirt.libvirtError, OSError):
@@ -303,8 +284,8 @@ class LibvirtDriver(driver.ComputeDriver):
                           'from %s', instance_uuid, files.original_xml)
 
     def unrescue(self, instance_uuid):
-        domain = self._lookup_or_fail('unrescue', instance_uuid)
-        files = rescue.RescueFiles(self._instance_dir(instance_uuid))
+        domain = self.lookup_or_fail('unrescue', instance_uuid)
+        files = rescue.RescueFiles(self.instance_path(instance_uuid))
         try:
             original = files.saved_original()
             if original is None:
@@ -314,7 +295,7 @@ class LibvirtDriver(driver.ComputeDriver):
                            f'({files.original_xml} is missing); the guest '
                            f'was not rescued on this host, or its files '
                            f'were lost')
-            _unless_already_off(domain.destroy)
+            domain_guest.unless_already_off(domain.destroy)
             self._host.connection.defineXML(original)
             files.remove()
             domain.create()
@@ -323,15 +304,15 @@ class LibvirtDriver(driver.ComputeDriver):
 
     def delete(self, instance_uuid):
         try:
-            domain = self._lookup(instance_uuid)
+            domain = self.lookup(instance_uuid)
             if domain is not None:
-                _unless_already_off(domain.destroy)
-                _unless_already_off(lambda: domain.undefineFlags(
+                domain_guest.unless_already_off(domain.destroy)
+                domain_guest.unless_already_off(lambda: domain.undefineFlags(
                     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                     libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA))
         except libvirt.libvirtError as error:
             raise self._fail('delete', instance_uuid, error)
-        shutil.rmtree(self._instance_dir(instance_uuid), ignore_errors=True)
+        shutil.rmtree(self.instance_path(instance_uuid), ignore_errors=True)
 
     def get_console_output(self, instance_uuid, max_bytes):
         try:
@@ -344,7 +325,7 @@ class LibvirtDriver(driver.ComputeDriver):
 
     def get_power_state(self, instance_uuid):
         try:
-            domain = self._lookup(instance_uuid)
+            domain = self.lookup(instance_uuid)
             if domain is None:
                 return driver.NOSTATE
             return _POWER_STATES.get(domain.info()[0], driver.NOSTATE)
@@ -352,17 +333,76 @@ class LibvirtDriver(driver.ComputeDriver):
             raise self._fail('read the power state of', instance_uuid,
                              error)
 
-    # Migration support lands in the next commits; until then every
-    # migration step refuses clearly.
-    def _no_migration(self, *args, **kwargs):
-        raise exception.MigrationError(
-            reason='this agent cannot migrate guests yet')
+    def get_serial_console(self, instance_uuid):
+        action = 'reach the serial console of'
+        domain = self.lookup_or_fail(action, instance_uuid)
+        try:
+            if not domain.isActive():
+                raise exception.HypervisorError(
+                    action=action, instance_uuid=instance_uuid,
+                    reason='the guest is not running')
+            console = config.serial_console(domain.XMLDesc(0))
+        except libvirt.libvirtError as error:
+            raise self._fail(action, instance_uuid, error)
+        if console is None:
+            raise exception.HypervisorError(
+                action=action, instance_uuid=instance_uuid,
+                reason='the guest has no serial device')
+        return console
 
-    migration_target = get_migratable_xml = pre_live_migration = \
-        live_migration = post_live_migration_at_destination = \
-        rollback_live_migration_at_destination = \
-        cleanup_after_live_migration = instance_path = \
-        create_shared_storage_marker = check_shared_storage_marker = \
-        remove_shared_storage_marker = migrate_disk = finish_migration = \
-        confirm_migration = revert_migration_at_destination = \
-        finish_revert_migration = get_serial_console = _no_migration
+    # -- migration: the steps live in migration.py and cold_migration.py --
+
+    def migration_target(self):
+        return self._live.migration_target()
+
+    def get_migratable_xml(self, instance_uuid):
+        return self._live.get_migratable_xml(instance_uuid)
+
+    def pre_live_migration(self, instance_uuid, migratable_xml, image,
+                           block_migration):
+        return self._live.pre_live_migration(instance_uuid, migratable_xml,
+                                             image, block_migration)
+
+    def live_migration(self, instance_uuid, target, destination_xml,
+                       block_migration, control):
+        self._live.live_migration(instance_uuid, target, destination_xml,
+                                  block_migration, control)
+
+    def post_live_migration_at_destination(self, instance_uuid,
+                                           destination_xml):
+        self._live.post_live_migration_at_destination(instance_uuid,
+                                                      destination_xml)
+
+    def rollback_live_migration_at_destination(self, instance_uuid):
+        self._live.rollback_live_migration_at_destination(instance_uuid)
+
+    def cleanup_after_live_migration(self, instance_uuid):
+        self._live.cleanup_after_live_migration(instance_uuid)
+
+    def create_shared_storage_marker(self, instance_uuid):
+        return self._cold.create_shared_storage_marker(instance_uuid)
+
+    def check_shared_storage_marker(self, instance_uuid, marker):
+        return self._cold.check_shared_storage_marker(instance_uuid, marker)
+
+    def remove_shared_storage_marker(self, instance_uuid, marker):
+        self._cold.remove_shared_storage_marker(instance_uuid, marker)
+
+    def migrate_disk(self, instance_uuid, destination_path, shared_storage):
+        return self._cold.migrate_disk(instance_uuid, destination_path,
+                                       shared_storage)
+
+    def finish_migration(self, instance_uuid, name, vcpus, memory_mb, image,
+                         has_disk, power_on):
+        self._cold.finish_migration(instance_uuid, name, vcpus, memory_mb,
+                                    image, has_disk, power_on)
+
+    def confirm_migration(self, instance_uuid, shared_storage):
+        self._cold.confirm_migration(instance_uuid, shared_storage)
+
+    def revert_migration_at_destination(self, instance_uuid, shared_storage):
+        self._cold.revert_migration_at_destination(instance_uuid,
+                                                   shared_storage)
+
+    def finish_revert_migration(self, instance_uuid, power_on):
+        self._cold.finish_revert_migration(instance_uuid, power_on)

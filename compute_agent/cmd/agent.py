@@ -34,7 +34,10 @@ def build_service(conf):
     os.makedirs(conf.state_path, exist_ok=True)
     driver = libvirt_driver.LibvirtDriver(
         conf.libvirt.connection_uri, conf.libvirt.virt_type,
-        conf.state_path)
+        conf.state_path,
+        live_migration_uri=conf.libvirt.live_migration_uri,
+        live_migration_inbound_addr=conf.libvirt.live_migration_inbound_addr,
+        live_migration_bandwidth=conf.libvirt.live_migration_bandwidth)
     LOG.info("compute-agent starting as host %s on %s", conf.host,
              conf.libvirt.connection_uri)
     database = db.Database(os.path.join(conf.state_path, 'agent.sqlite'))

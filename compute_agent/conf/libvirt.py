@@ -22,6 +22,34 @@ libvirt_opts = [
                           'for hosts without usable KVM')],
         help='Domain type of the QEMU guests the agent defines. Ignored on '
              'the test driver.'),
+    cfg.StrOpt(
+        'live_migration_uri',
+        help='libvirt URI at which the libvirtd of a source host reaches '
+             'this host\'s libvirtd to live-migrate a guest here. Live '
+             'migrations run peer to peer: the source\'s libvirtd opens '
+             'this URI itself, so it must work from the other host, e.g. '
+             '"qemu+tls://%s/system". "%s" is replaced by this host\'s '
+             '[DEFAULT] host name. Unset: [libvirt] connection_uri, which '
+             'works only where a source\'s libvirtd reaches this daemon by '
+             'it (a URI naming this host, or a socket path when both '
+             'daemons run on one machine); with "qemu:///system" the '
+             'source\'s libvirtd would find itself and refuse to migrate '
+             'to the same host.'),
+    cfg.StrOpt(
+        'live_migration_inbound_addr',
+        help='Address (IP address or host name) of this host that a '
+             'source\'s QEMU sends the memory and disk data of a live '
+             'migration to, e.g. an address on a dedicated migration '
+             'network. Unset: libvirt\'s choice, this host\'s name as the '
+             'source resolves it.'),
+    cfg.IntOpt(
+        'live_migration_bandwidth',
+        default=0, min=0,
+        help='Most bandwidth one live migration from this host may use, in '
+             'MiB/s; 0 means unlimited. On libvirt\'s test driver, where '
+             'live migration is emulated, it sets how long the emulated '
+             'transfer takes: guest memory / bandwidth (1 s when '
+             'unlimited).'),
 ]
 
 

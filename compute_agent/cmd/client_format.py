@@ -317,7 +317,9 @@ def migration(record):
             ('finished', _timestamp(record['finished_at']))]
     for key, value in sorted((record['details'] or {}).items()):
         rows.append((key, _detail_value(value)))
-    return '\n'.join(f'{key:<15} {value}' for key, value in rows)
+    # The details' keys are the agent's, and may be longer than ours.
+    width = max(15, *(len(key) for key, _ in rows))
+    return '\n'.join(f'{key:<{width}} {value}' for key, value in rows)
 
 
 def migration_list(records):

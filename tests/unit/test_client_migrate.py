@@ -457,6 +457,16 @@ class TestMigrationQueries(MigrateTestCase):
                     'note            post-copy'):
             self.assertIn(row + '\n', out)
 
+    def test_show_aligns_on_the_longest_detail(self):
+        self.api.get_migration.return_value = cold(details={
+            'shutdown_timeout': None, 'new_flavor': {'vcpus': 2,
+                                                     'memory_mb': 96}})
+        self.assertEqual(0, self.run_client('migration-show', MIGRATION_ID))
+        lines = self.out_lines()
+        self.assertIn('status           queued', lines)
+        self.assertIn('new_flavor       {"memory_mb": 96, "vcpus": 2}', lines)
+        self.assertEqual('shutdown_timeout null', lines[-1])
+
     def test_list_and_list_of_one_instance(self):
         records = [finished('completed'),
                    cold(id='m-2', status='running')]

@@ -145,9 +145,13 @@ class LiveMigrationTest(TwoHostsTestCase):
         done = self.follow('source', migration['id'])
         self.assertEqual('completed', done['status'], done['message'])
         self.assertRunsOn('dest', guest)
+        # The guest's console goes to the destination's own file now (it
+        # printed its READY line before it moved, to the source's).
         console = self.clients['dest'].call(
-            'get_console_output', topic=rpc.ALT_TOPIC, instance_uuid=guest)
-        self.assertIn(libvirtd.GUEST_READY_LINE, console)
+            'get_serial_console', topic=rpc.ALT_TOPIC, instance_uuid=guest)
+        self.assertEqual(os.path.join(self.agents['dest'].state_path,
+                                      'instances', guest, 'console.log'),
+                         console.get('path'), console)
 
     def test_sigterm_of_the_source_mid_flight(self):
         self.migrate_and_sigterm('source')

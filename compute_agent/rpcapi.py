@@ -39,7 +39,8 @@ move with it; a unit test keeps the three in step):
   finish_revert_resize, external_instance_event(instance_uuid, name, tag),
   get_serial_console(instance_uuid), get_migration(migration_id) and
   list_migrations(instance_uuid). build_and_run_instance's instance may
-  carry wait_for_events. vm_state may be 'resized'. SERVICE_VERSION 5.
+  carry wait_for_events (sent as 1.4 then). vm_state may be 'resized'.
+  SERVICE_VERSION 5.
   A migration record is {"id", "kind" ('live-migration', 'migration' or
   'resize'), "instance_uuid", "source_host", "dest_host", "status",
   "request_id", "details", "progress", "message", "created_at",
@@ -90,6 +91,8 @@ DEFAULT_POWER_TIMEOUT = 300
 PEER_CHECK_TIMEOUT = 60
 PEER_STEP_TIMEOUT = 300
 DISK_COPY_TIMEOUT = 1800
+# The agent's default [compute] instance_event_timeout.
+DEFAULT_EVENT_TIMEOUT = 300
 
 
 def _versions(text):
@@ -210,8 +213,20 @@ class ComputeAPI:
         return self._prepare(host, '1.0', timeout).call(
             ctxt, 'get_instance', instance_uuid=instance_uuid)
 
-    def build_and_run_instance(self, ctxt, host, instance, timeout=None):
-        return self._prepare(host, '1.0', timeout).call(
+    def build_and_run_instance(self, ctxt, host, instance, timeout=None,
+                               event_timeout=None):
+        """:param event_timeout: how long the agent waits for the
+            instance's wait_for_events (its instance_event_timeout), which
+            the reply timeout must cover; None when the caller cannot say.
+        """
+        if not instance.get('wait_for_events'):
+            return self._prepare(host, '1.0', timeout).call(
+                ctxt, 'build_and_run_instance', instance=instance)
+        # Events need 1.4; an older agent would refuse the unknown field.
+        wait = DEFAULT_EVENT_TIMEOUT if event_timeout is None \
+            else event_timeout
+        return self._prepare(host, '1.4', timeout or
+                             wait + POWER_CALL_MARGIN).call(
             ctxt, 'build_and_run_instance', instance=instance)
 
     def start_instance(self, ctxt, host, instance_uuid):

@@ -542,3 +542,28 @@ class TestVersion14Methods(_APITestCase):
                                    shutdown_timeout=100)
         self.assertEqual(100 + rpcapi.POWER_CALL_MARGIN +
                          rpcapi.DISK_COPY_TIMEOUT, self.clients_made()[-1][3])
+
+
+class TestBuildWithEvents(_APITestCase):
+    INSTANCE = {'uuid': UUID, 'name': 'web-1', 'vcpus': 1, 'memory_mb': 64,
+                'image': {'id': 'cirros', 'properties': {}}}
+    WAITING = dict(INSTANCE, wait_for_events=[{'name': 'network-vif-plugged',
+                                               'tag': 'p1'}])
+
+    def test_plain_build_stays_1_0(self):
+        self.api().build_and_run_instance(CTXT, HOST, self.INSTANCE)
+        self.assertEqual((HOST, 'compute', '1.0', None),
+                         self.clients_made()[-1])
+
+    def test_build_waiting_for_events_is_1_4_and_waits_long_enough(self):
+        self.api().build_and_run_instance(CTXT, HOST, self.WAITING,
+                                          event_timeout=100)
+        self.assertEqual((HOST, 'compute', '1.4',
+                          100 + rpcapi.POWER_CALL_MARGIN),
+                         self.clients_made()[-1])
+
+    def test_build_waiting_for_events_refused_below_1_4(self):
+        self.assertRaises(oslo_messaging.RPCVersionCapError,
+                          self.api('1.3').build_and_run_instance,
+                          CTXT, HOST, self.WAITING)
+        self.client.call.assert_not_called()

@@ -114,6 +114,20 @@ class TransferTest(testtools.TestCase):
         self.domain.finish_migration()
         self.assertIsNone(migrating.join())
 
+    def test_a_cancelled_jobs_zeros_do_not_hide_the_progress(self):
+        running = {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
+                   'memory_total': 1000, 'memory_processed': 400,
+                   'memory_remaining': 600}
+        self.domain.job_stats = running
+        migrating = Migrating(self, self.domain, self.xml)
+        wait_until(lambda: migrating.control.progress().get('percent'))
+        self.domain.job_stats = {'type': libvirt.VIR_DOMAIN_JOB_CANCELLED,
+                                 'memory_total': 0, 'memory_processed': 0,
+                                 'memory_remaining': 0}
+        migrating.control.request_abort('enough')
+        self.assertIsNotNone(migrating.join())
+        self.assertEqual(40.0, migrating.control.progress()['percent'])
+
     def test_percent_without_totals_is_zero(self):
         self.assertEqual(0.0, live_transfer.job_progress(
             {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED})['percent'])

@@ -30,6 +30,8 @@ _FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
           libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
 UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                   libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+_RUNNING_JOB = (libvirt.VIR_DOMAIN_JOB_BOUNDED,
+                libvirt.VIR_DOMAIN_JOB_UNBOUNDED)
 _PROGRESS_FIGURES = ('memory_total', 'memory_processed', 'memory_remaining',
                      'disk_total', 'disk_processed', 'disk_remaining')
 
@@ -130,8 +132,9 @@ def _report(domain, control):
         LOG.debug('No job statistics for %s: %s', domain.UUIDString(),
                   error.get_error_message())
         return
-    if stats.get('type', libvirt.VIR_DOMAIN_JOB_NONE) != \
-            libvirt.VIR_DOMAIN_JOB_NONE:
+    # Only a running job's figures: those of a cancelled or failed one
+    # are zeros that would hide how far it got.
+    if stats.get('type') in _RUNNING_JOB:
         control.report(**job_progress(stats))
 
 

@@ -2,50 +2,52 @@
 real and what is emulated.
 
 LibvirtDriver hands every live-migration step to ``LiveMigrations``;
-live_transfer.py moves the running guest, cold_migration.py holds the
+live_transfer.py moves the running guest; cold_migration.py holds the
 steps of a cold migration or resize.
 
 Live migration on QEMU (real). libvirt's own peer-to-peer migration
 (migrateToURI3): the source's libvirtd connects to the destination's at the
 URI that migration_target() returned there, and QEMU streams the guest to
 the destination's QEMU. The call runs on a thread of its own; the calling
-thread watches it. Every POLL_INTERVAL libvirt's job statistics go to
-MigrationControl.report(). An abort request, or the control's deadline,
-calls abortJob(), after which libvirt leaves the guest running on the
-source. A forced completion suspends the source guest: it dirties no more
-memory, so the transfer converges; post_live_migration_at_destination
-resumes a guest that arrives paused.
+thread watches it. Every live_transfer.POLL_INTERVAL the job statistics of
+libvirt go to MigrationControl.report(). An abort request, or the control's
+deadline, calls abortJob(), after which libvirt leaves the guest running on
+the source. A forced completion suspends the source guest: it dirties no
+more memory, so the transfer converges (at the configured bandwidth,
+which it does not lift); post_live_migration_at_destination resumes a
+guest that arrives paused.
 
 Flags are LIVE | PEER2PEER | PERSIST_DEST | UNDEFINE_SOURCE, plus
 NON_SHARED_INC for a block migration. The destination's XML (its own
 console log and disk paths) is passed as both the live and the persistent
-definition: with DEST_XML alone the definition the destination keeps would
-still name the source's files.
+definition: with DEST_XML alone, libvirt 9.0 persisted the source's
+definition at the destination, console path and all.
 
 Disks. A guest's disk is a qcow2 overlay in its instance directory; the
 overlay's base image sits at the same absolute path on every host. A block
-migration copies the overlay alone (NON_SHARED_INC). libvirt does not
+migration copies the overlay alone (NON_SHARED_INC, through QEMU's NBD
+server; it works with libvirt 9.0 and QEMU 7.2 under TCG). libvirt does not
 create the target file, so pre_live_migration creates an empty overlay of
 the same base at the destination. Without block migration the disk stays
-where it is. The destination checks that it sees the disk file at the same
-path (storage both hosts share), and the source adds VIR_MIGRATE_UNSAFE.
+where it is: the destination checks that it sees the file at the same path
+(storage both hosts share), and the source adds VIR_MIGRATE_UNSAFE.
 libvirt refuses a disk on any local filesystem ("Migration without shared
-storage is unsafe"), with cache='none' too (measured with libvirt 9.0),
-so it also refuses two hosts that share one filesystem, as in the
-real-guest tests. cache='none' would also need O_DIRECT, which tmpfs
-lacks. The destination's check replaces libvirt's guess.
+storage is unsafe") whatever its cache mode (cache='none' too, measured),
+so it would also refuse two hosts that share one filesystem, as in the
+real-guest tests; cache='none' would moreover need O_DIRECT, which tmpfs
+lacks. The destination's check stands in for libvirt's guess.
 
 Live migration on libvirt's test driver (emulated). The test driver
 (test:///default, used by the functional tests and the quick start)
 cannot migrate. There live_migration emulates the transfer: it reports
 progress in steps over guest memory / live_migration_bandwidth seconds
-(EMULATED_UNLIMITED_SECONDS when the bandwidth is unlimited). An abort
-leaves the guest running. A forced completion ends the transfer at once,
-since nothing is dirtied that would need converging. At the end the
-source's domain is destroyed and undefined, and the destination's
+(live_transfer.EMULATED_UNLIMITED_SECONDS when the bandwidth is
+unlimited). An abort or the deadline leaves the guest running; a forced
+completion ends the transfer at once. At the end the source's domain is
+destroyed and undefined, and the destination's
 post_live_migration_at_destination defines and starts it from
-destination_xml, which pre_live_migration returned unchanged. No memory
-moves: a test domain has none.
+destination_xml, which pre_live_migration returned unchanged. Only the
+definition moves; test domains have no files.
 
 Cold migration and resize (real on both drivers; see cold_migration.py).
 The powered-off guest's own disk is copied into the destination's instance
@@ -53,9 +55,13 @@ directory, which this host must see as a path of its own: copying to
 another host over the network (ssh) is not implemented. Test domains have
 no disks, so nothing needs emulating.
 
-Shared storage. When both hosts use one instance directory, its files
-belong to the guest wherever it runs. No step removes them for the host
-the guest left.
+Shared storage. Files that the guest goes on using where it runs now are
+never removed for the host it left: after a live migration the source
+removes only the files the destination's definition does not name (a
+disk left in place stays in the source's directory, so hosts that share
+storage should share the instances directory under one path), and the
+destination's rollback removes only a directory that pre_live_migration
+created.
 """
 
 import contextlib

@@ -149,10 +149,16 @@ class SlowLiveMigrationTest(TwoAgentsTestCase):
     def test_sigterm_of_the_source_mid_flight_lets_it_finish(self):
         guest, migration = self.start_migration()
         self.source.sigterm()
-        # The source still answers on compute-alt while it drains.
-        done = self.follow(self.on_source, migration['id'])
-        self.assertEqual('completed', done['status'], done['message'])
+        # It still answers on compute-alt while it drains...
+        wait_for(lambda: self.on_source.call(
+            'get_service_status', topic=rpc.ALT_TOPIC)['state'] ==
+            'draining', SETTLE, 'source draining')
+        # ...and exits once the migration is over, which the destination
+        # (up all along) records.
         self.assertEqual(0, self.source.wait_exit(SETTLE))
+        done = self.on_dest.call('get_migration', topic=rpc.ALT_TOPIC,
+                                 migration_id=migration['id'])
+        self.assertEqual('completed', done['status'], done['message'])
         self.assertOnHost(self.on_dest, guest)
 
     def test_sigterm_of_the_destination_mid_flight_lets_it_finish(self):
@@ -173,13 +179,12 @@ class SlowLiveMigrationTest(TwoAgentsTestCase):
                                      dest_host=self.dest.host)
         self.assertEqual('queued', queued['status'])
         self.source.sigterm()
-        cancelled = self.follow(self.on_source, queued['id'])
-        self.assertEqual('cancelled', cancelled['status'])
-        self.assertEqual('completed', self.follow(
-            self.on_source, running['id'])['status'])
         self.assertEqual(0, self.source.wait_exit(SETTLE))
         self.source.restart()
         self.source.wait_ready()
+        self.assertEqual(('cancelled', 'completed'), tuple(
+            self.on_source.call('get_migration', migration_id=m['id'])[
+                'status'] for m in (queued, running)))
         record = self.assertOnHost(self.on_source, waiting)
         self.assertIsNone(record['task_state'])
 

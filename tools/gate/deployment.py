@@ -56,6 +56,11 @@ class PendingCall:
     def done(self):
         return self._done.is_set()
 
+    @property
+    def ended(self):
+        """When the answer (or error) arrived; None until then."""
+        return self.replied
+
     def wait(self, timeout):
         """The call's result; raises its error, or TimeoutError."""
         if not self._done.wait(timeout):

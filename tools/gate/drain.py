@@ -1,23 +1,28 @@
 """SIGTERM an agent in the middle of an operation, and check its drain.
 
-The sequence every scenario shares, once its operation is running as a
-PendingCall on some host:
+The sequence every scenario shares, once its operation is under way:
 
 1. ``wait_in_flight``: poll ``get_service_status`` on compute-alt until
-   the agent lists the request as in flight (and, optionally, until it
+   the agent lists the operation as in flight (and, optionally, until it
    has reached the stage the scenario wants to interrupt). An operation
    that finishes first is a failure: there would be nothing to drain.
 2. ``sigterm_and_drain``: SIGTERM the agent (the unit's main pid); when it
    reports ``STATUS=draining`` (compute no longer consumed), send a
    request to its compute topic; check on compute-alt that it is
-   draining with the operation in flight; wait for the operation's reply
-   and the agent's exit; check exit status, timing and notifications; see
-   the request waiting on the broker; restart the agent and see the
+   draining with the operation in flight; wait for the operation to end
+   and the agent to exit; check exit status, timing and notifications;
+   see the request waiting on the broker; restart the agent and see the
    request served.
 
-The drain lag is the agent's exit time minus the arrival of the last
-answer it sent before exiting: how long it stayed up once its last
-in-flight request had ended, measured from outside.
+An operation is a deployment.PendingCall (an RPC call whose answer ends
+it), or anything else with the same ``method``, ``request_id``, ``done``,
+``ended`` (time.monotonic() it was seen to end) and ``wait(timeout)``:
+e.g. a follower of a migration that runs on after the request that
+started it was answered.
+
+The drain lag is the agent's exit time minus the end of the last thing
+it had in flight: the later of its last answer to the gate and the
+operation's end, both as seen from outside the agent.
 """
 
 import dataclasses
@@ -45,31 +50,34 @@ _DRAINING_STATUS = re.compile(r'draining: (\d+) operation')
 
 @dataclasses.dataclass
 class DrainResult:
-    lag: float  # seconds from the last answer to the exit
+    lag: float  # seconds from the last end of in-flight work to the exit
     drain_seconds: float  # seconds from SIGTERM to the exit
     queued_result: object  # the reply to the request sent mid-drain
 
 
-def wait_in_flight(host, pending, stage=None, timeout=IN_FLIGHT_TIMEOUT):
-    """Poll compute-alt until pending's request is in flight on host and
-    stage(entry) holds; returns the status seen."""
+def is_operation(operation):
+    """The in-flight entry test for an operation: its request id."""
+    return lambda entry: entry['request_id'] == operation.request_id
+
+
+def wait_in_flight(host, operation, where=None, timeout=IN_FLIGHT_TIMEOUT):
+    """Poll compute-alt until an in-flight entry on host satisfies where
+    (default: is_operation(operation)); returns the status seen."""
+    where = where or is_operation(operation)
     deadline = time.monotonic() + timeout
     while True:
-        if pending.done:
+        if operation.done:
             raise GateFailure(
-                f'{pending.method} on {host.name} was answered after '
-                f'{pending.replied - pending.sent:.2f} s, before it was '
-                f'seen in flight at the stage to interrupt: nothing to '
-                f'SIGTERM in the middle of')
+                f'{operation.method} ({operation.request_id}) ended before '
+                f'it was seen in flight on {host.name} at the stage to '
+                f'interrupt: nothing to SIGTERM in the middle of')
         status = host.rpc.call('get_service_status', topic=rpc.ALT_TOPIC,
                                timeout=STATUS_TIMEOUT)
-        for entry in status['in_flight']:
-            if (entry['request_id'] == pending.request_id
-                    and (stage is None or stage(entry))):
-                return status
+        if any(where(entry) for entry in status['in_flight']):
+            return status
         if time.monotonic() > deadline:
-            raise GateFailure(f'{pending.method} on {host.name} not seen in '
-                              f'flight within {timeout} s')
+            raise GateFailure(f'{operation.method} on {host.name} not seen '
+                              f'in flight within {timeout} s')
         time.sleep(IN_FLIGHT_POLL)
 
 
@@ -87,8 +95,8 @@ def _wait_for_draining_status(agent, run, timeout=STATUS_TIMEOUT):
         'no STATUS=draining notification after SIGTERM'))
 
 
-def _check_status_on_alt(host, pending, run):
-    """status --alt during the drain: draining, our request in flight."""
+def _check_status_on_alt(host, operation, where, run):
+    """status --alt during the drain: draining, the operation in flight."""
     try:
         status = host.rpc.call('get_service_status', topic=rpc.ALT_TOPIC,
                                timeout=STATUS_TIMEOUT)
@@ -102,11 +110,10 @@ def _check_status_on_alt(host, pending, run):
     expect(status['state'] == 'draining',
            f'{host.name} reports state {status["state"]!r} on compute-alt '
            f'after SIGTERM')
-    if not pending.done:
-        listed = [op['request_id'] for op in status['in_flight']]
-        expect(pending.request_id in listed or pending.done,
-               f'{host.name} draining without {pending.method} in '
-               f'flight: {status["in_flight"]}')
+    listed = any(where(entry) for entry in status['in_flight'])
+    expect(listed or operation.done,
+           f'{host.name} draining without {operation.method} in flight: '
+           f'{status["in_flight"]}')
 
 
 def _check_notifications(agent, run):
@@ -121,11 +128,14 @@ def _check_notifications(agent, run):
            f'last STATUS= was not "stopped": {statuses}')
 
 
-def sigterm_and_drain(deployment, host, pending, queued_method,
-                      queued_kwargs, lags, timeout=OPERATION_TIMEOUT):
-    """SIGTERM host's agent while pending runs; check the drain (see the
-    module docstring). Each measured lag is appended to lags, so that a
-    run that fails a later check still reports it."""
+def sigterm_and_drain(deployment, host, operation, queued_method,
+                      queued_kwargs, lags, where=None,
+                      timeout=OPERATION_TIMEOUT):
+    """SIGTERM host's agent while operation runs; check the drain (see the
+    module docstring). where picks the operation's in-flight entry on
+    host (default: is_operation). Each measured lag is appended to lags,
+    so that a run that fails a later check still reports it."""
+    where = where or is_operation(operation)
     agent = host.agent
     run = agent.sigterm()
     in_flight = _wait_for_draining_status(agent, run)
@@ -134,28 +144,31 @@ def sigterm_and_drain(deployment, host, pending, queued_method,
     queued = host.rpc.call_in_background(queued_method, topic=rpc.TOPIC,
                                          timeout=QUEUED_TIMEOUT,
                                          **queued_kwargs)
-    if not pending.done:
-        _check_status_on_alt(host, pending, run)
+    if not operation.done:
+        _check_status_on_alt(host, operation, where, run)
     try:
-        pending.wait(timeout)
+        operation.wait(timeout)
     except Exception as error:
-        raise GateFailure(f'{pending.method} on {host.name} failed during '
-                          f'the drain: {error!r}')
+        raise GateFailure(f'{operation.method} on {host.name} failed '
+                          f'during the drain: {error!r}')
     agent.wait_exit()
     expect(not run.killed, agent.report(
         f'still running {agent.unit.stop_timeout:g} s (TimeoutStopSec) '
         f'after SIGTERM; killed'))
 
-    last_answer = host.rpc.last_answer_before(run.exit_time)
-    result = DrainResult(lag=run.exit_time - last_answer,
+    last_end = max(moment for moment in
+                   (host.rpc.last_answer_before(run.exit_time),
+                    operation.ended)
+                   if moment is not None and moment <= run.exit_time)
+    result = DrainResult(lag=run.exit_time - last_end,
                          drain_seconds=run.exit_time - run.signal_time,
                          queued_result=None)
     lags.append(result.lag)
     expect(run.exit_code == 0, agent.report(
         f'exited with {run.exit_code} after SIGTERM'))
-    expect(pending.replied > run.signal_time,
-           f'{pending.method} was answered before the SIGTERM: it was not '
-           f'in flight when the drain began')
+    expect(operation.ended > run.signal_time,
+           f'{operation.method} ended before the SIGTERM: it was not in '
+           f'flight when the drain began')
     expect(queued.sent < run.exit_time and not queued.done,
            f'{queued_method} was not sent during the drain, or was '
            f'answered before the agent exited')

@@ -2,14 +2,24 @@
 it SIGTERMed half-way, then checks.
 
 To add one, subclass Scenario with a unique ``name`` and a ``run``, and
-list the class in SCENARIOS. ``run`` gets the Deployment, starts its
-operation as a PendingCall, waits with drain.wait_in_flight until it is
-really under way, calls drain.sigterm_and_drain on the host to SIGTERM,
-and then checks the outcome: the agent's record and libvirt's view
+list the class in SCENARIOS. ``run`` gets the Deployment (``hosts``
+host-a and host-b, ``images``, ``broker``), starts its operation,
+waits with drain.wait_in_flight until it is really under way on the host
+to SIGTERM, calls ``self.sigterm_and_drain`` on that host, and then
+checks the outcome: the agent's record and libvirt's view
 (guests.expect_record, guests.expect_domain_only_on). It raises
 GateFailure (failure.expect) on the first check that fails. Guests booted
 through ``boot`` (or registered with ``own``) are removed after the run,
-whatever happened.
+on whichever host their record names, whatever happened.
+
+An operation answered by one RPC call is a PendingCall
+(``host.rpc.call_in_background``). Work that runs on after its request
+was answered (a migration) needs an object with the same ``method``,
+``request_id``, ``done``, ``ended`` and ``wait`` that follows it to its
+end, e.g. by polling get_migration on compute-alt; and when the host to
+SIGTERM is not the one that took the request (a migration's
+destination), a ``where`` predicate that finds that host's in-flight
+entry for it.
 """
 
 from tools.gate import drain
@@ -52,13 +62,14 @@ class Scenario:
         guests.expect_record(record, host, 'active', 'running')
         return spec['uuid']
 
-    def sigterm_and_drain(self, deployment, host, pending, instance_uuid):
+    def sigterm_and_drain(self, deployment, host, operation, instance_uuid,
+                          where=None):
         """drain.sigterm_and_drain, with get_instance of the scenario's
         guest as the request sent to compute during the drain."""
         self.sigtermed.append(host.name)
         return drain.sigterm_and_drain(
-            deployment, host, pending, 'get_instance',
-            {'instance_uuid': instance_uuid}, self.drain_lags)
+            deployment, host, operation, 'get_instance',
+            {'instance_uuid': instance_uuid}, self.drain_lags, where=where)
 
     def cleanup(self, deployment):
         # Records name the host that owns a guest now; a migration may
@@ -116,8 +127,10 @@ class _StopSigterm(Scenario):
             shutdown_timeout=self.shutdown_timeout,
             timeout=drain.OPERATION_TIMEOUT)
         # The power button has been pressed and the agent waits.
+        waiting = drain.is_operation(stop)
         drain.wait_in_flight(
-            host, stop, stage=lambda entry: entry.get('power_off'))
+            host, stop,
+            where=lambda entry: waiting(entry) and entry.get('power_off'))
         drained = self.sigterm_and_drain(deployment, host, stop,
                                          instance_uuid)
         power_off = stop.result['last_power_off']

@@ -20,7 +20,7 @@ import fixtures
 
 from tools.gate import deployment as gate_deployment
 from tools.gate import report
-from tools.gate import scenarios
+from tools.gate import registry
 from tools.gate import unitfile
 from tools.gate.failure import GateFailure
 
@@ -36,7 +36,7 @@ def parse_args(argv):
     parser.add_argument('--report', metavar='PATH',
                         help='write the results here as JSON')
     parser.add_argument('--scenario', action='append',
-                        choices=sorted(scenarios.by_name()), metavar='NAME',
+                        choices=sorted(registry.by_name()), metavar='NAME',
                         help='run only this scenario (repeatable; default '
                              'all: %(choices)s)')
     parser.add_argument('--seed', type=int,
@@ -107,9 +107,9 @@ def run_plan(deployment, plan, rng):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    chosen = args.scenario or [s.name for s in scenarios.SCENARIOS]
+    chosen = args.scenario or [s.name for s in registry.SCENARIOS]
     rng = random.Random(args.seed)
-    plan = [scenarios.by_name()[name] for name in chosen
+    plan = [registry.by_name()[name] for name in chosen
             for _ in range(args.repeat)]
     rng.shuffle(plan)
     workdir = args.workdir or tempfile.mkdtemp(prefix='compute-agent-gate-')

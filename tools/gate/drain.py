@@ -156,11 +156,12 @@ def sigterm_and_drain(deployment, host, operation, queued_method,
         f'still running {agent.unit.stop_timeout:g} s (TimeoutStopSec) '
         f'after SIGTERM; killed'))
 
+    # An end seen from outside only after the exit (a migration whose
+    # record the other host updates a moment later) counts as a lag of 0.
     last_end = max(moment for moment in
                    (host.rpc.last_answer_before(run.exit_time),
-                    operation.ended)
-                   if moment is not None and moment <= run.exit_time)
-    result = DrainResult(lag=run.exit_time - last_end,
+                    operation.ended) if moment is not None)
+    result = DrainResult(lag=max(0.0, run.exit_time - last_end),
                          drain_seconds=run.exit_time - run.signal_time,
                          queued_result=None)
     lags.append(result.lag)

@@ -1,0 +1,12 @@
+"""Every scenario the gate runs, in report order."""
+
+from tools.gate import migration_scenarios
+from tools.gate import scenarios
+
+SCENARIOS = scenarios.SCENARIOS + migration_scenarios.SCENARIOS
+
+
+def by_name():
+    names = [scenario.name for scenario in SCENARIOS]
+    assert len(set(names)) == len(names), f'duplicate names: {names}'
+    return {scenario.name: scenario for scenario in SCENARIOS}

@@ -86,13 +86,7 @@ class ComputeManager(manager_migrate.LiveMigrationMixin,
 
     @remotable
     def get_migration(self, ctxt, migration_id):
-        migration = self._db.get_migration(
-            validation.migration_id(migration_id))
-        if migration is None:
-            raise exception.InvalidInput(
-                reason=f'host {self._host} knows no migration '
-                       f'{migration_id}')
-        return self._with_live_progress(migration)
+        return self._with_live_progress(self._known_migration(migration_id))
 
     @remotable
     def list_migrations(self, ctxt, instance_uuid=None):

@@ -24,7 +24,9 @@ import oslo_messaging
 from compute_agent import background
 from compute_agent import events as instance_events
 from compute_agent import exception
+from compute_agent import peers
 from compute_agent import power_policy
+from compute_agent import rpcapi
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
 from compute_agent.virt.libvirt import power as virt_power
@@ -259,14 +261,18 @@ class ManagerBase:
                        f'host ({self._host})')
         return migration
 
-    def _own_migration(self, migration_id, my_role, action):
-        """This host's record of a migration it plays my_role in."""
+    def _known_migration(self, migration_id):
         migration = self._db.get_migration(
             validation.migration_id(migration_id))
         if migration is None:
             raise exception.InvalidInput(
                 reason=f'host {self._host} knows no migration '
                        f'{migration_id}')
+        return migration
+
+    def _own_migration(self, migration_id, my_role, action):
+        """This host's record of a migration it plays my_role in."""
+        migration = self._known_migration(migration_id)
         if migration[my_role] != self._host:
             role = my_role.split('_')[0]
             raise exception.InvalidInput(
@@ -274,6 +280,18 @@ class ManagerBase:
                        f'its {role}, {migration[my_role]}; this is '
                        f'{self._host}')
         return migration
+
+    def _require_peer_running(self, ctxt, host, role):
+        """A new migration starts only while the other end takes new work;
+        its state is asked on compute-alt, which answers while it drains.
+        """
+        with peers.calling(host, 'report its state'):
+            status = self._peers.get_service_status(
+                ctxt, host, alt=True, timeout=rpcapi.PEER_CHECK_TIMEOUT)
+        if status.get('state') != 'running':
+            raise exception.MigrationError(
+                reason=f'{role} {host} is shutting down and takes no new '
+                       f'migrations')
 
     def _wait_for_events(self, waiter, action, instance_uuid):
         """Wait for the external events waiter listens for; raise when

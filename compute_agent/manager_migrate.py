@@ -28,7 +28,6 @@ from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import manager_base as base
 from compute_agent import peers
-from compute_agent import rpcapi
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
 from compute_agent.virt import migration as virt_migration
@@ -94,13 +93,7 @@ class LiveMigrationMixin:
         return migration
 
     def _check_destination(self, ctxt, dest, record, block):
-        with peers.calling(dest, 'report its state'):
-            status = self._peers.get_service_status(
-                ctxt, dest, alt=True, timeout=rpcapi.PEER_CHECK_TIMEOUT)
-        if status.get('state') != 'running':
-            raise exception.MigrationError(
-                reason=f'destination {dest} is shutting down and takes no '
-                       f'new migrations')
+        self._require_peer_running(ctxt, dest, 'destination')
         with peers.calling(dest, 'take this instance'):
             return self._peers.check_can_live_migrate_destination(
                 ctxt, dest, instance=record, block_migration=block)

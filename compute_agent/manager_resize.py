@@ -91,13 +91,7 @@ class ResizeMixin:
         return None
 
     def _source_instance(self, ctxt, source, uuid):
-        with peers.calling(source, 'report its state'):
-            status = self._peers.get_service_status(
-                ctxt, source, alt=True, timeout=rpcapi.PEER_CHECK_TIMEOUT)
-        if status.get('state') != 'running':
-            raise exception.MigrationError(
-                reason=f'source {source} is shutting down and starts no '
-                       f'new migrations')
+        self._require_peer_running(ctxt, source, 'source')
         with peers.calling(source, f'describe instance {uuid}'):
             record = self._peers.get_instance(
                 ctxt, source, uuid, timeout=rpcapi.PEER_CHECK_TIMEOUT)

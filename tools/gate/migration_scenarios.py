@@ -86,6 +86,15 @@ class MigrationFollower:
             client.cleanUp()
 
 
+def expect_migration_status(hosts, migration, status):
+    """Both ends' records of the migration say status."""
+    for host in hosts:
+        seen = host.rpc.call('get_migration', topic=rpc.ALT_TOPIC,
+                             migration_id=migration['id'])['status']
+        expect(seen == status, f'{host.name} records migration '
+                               f'{migration["id"]} as {seen}, not {status}')
+
+
 def on_stage(operation, method):
     """The in-flight entry of operation's migration at the named step."""
     return lambda entry: (entry['request_id'] == operation.request_id and
@@ -140,12 +149,7 @@ class _LiveMigrationSigterm(_MigrationScenario):
         guests.expect_record(record, dest, 'active', 'running')
         guests.expect_domain_only_on(deployment, dest, instance_uuid,
                                      guests.RUNNING)
-        for host in (source, dest):
-            status = host.rpc.call('get_migration', topic=rpc.ALT_TOPIC,
-                                   migration_id=migration['id'])['status']
-            expect(status == 'completed',
-                   f'{host.name} records migration {migration["id"]} as '
-                   f'{status}')
+        expect_migration_status((source, dest), migration, 'completed')
 
 
 class LiveMigrationSigtermSource(_LiveMigrationSigterm):
@@ -251,12 +255,7 @@ class RevertResizeSigterm(_ColdMigrationSigterm):
                f'reverted flavor {revert.result["flavor"]}')
         guests.expect_domain_only_on(deployment, source, instance_uuid,
                                      guests.RUNNING)
-        for host in (source, dest):
-            status = host.rpc.call('get_migration', topic=rpc.ALT_TOPIC,
-                                   migration_id=migration['id'])['status']
-            expect(status == 'reverted',
-                   f'{host.name} records migration {migration["id"]} as '
-                   f'{status}')
+        expect_migration_status((source, dest), migration, 'reverted')
 
 
 SCENARIOS = [

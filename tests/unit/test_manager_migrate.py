@@ -313,6 +313,8 @@ class LiveMigrationTest(TwoHostsTestCase):
         self.assertEqual('error', record['status'])
         self.assertIn('interrupted while running', record['message'])
         gate.release()
+        wait_for(lambda: not self.tracked('host-a'), 5,
+                 'the first run of the migration over')
 
 
 class ColdMigrationTest(TwoHostsTestCase):

@@ -164,8 +164,13 @@ class LiveMigrationMixin:
         if not isinstance(error, exception.ComputeAgentError):
             LOG.exception('Live migration %s failed unexpectedly',
                           migration['id'])
-        self._finish(uuid, vm_state=base.ACTIVE,
-                     power_state=self._safe_power_state(uuid))
+        power_state = self._safe_power_state(uuid)
+        if power_state != virt_driver.RUNNING:
+            # Lost on the way: an operator must find out where it runs.
+            status = 'error'
+        self._finish(uuid, power_state=power_state,
+                     vm_state=base.ACTIVE if status != 'error'
+                     else base.ERROR)
         self._db.update_migration(migration['id'], status=status,
                                   message=message,
                                   progress=control.progress() or None)

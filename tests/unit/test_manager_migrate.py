@@ -497,3 +497,22 @@ class EventTest(TwoHostsTestCase):
         instance = self.boot()
         self.assertEqual('file', self.a.get_serial_console(
             self.ctxt, instance['uuid'])['type'])
+
+
+class LostGuestTest(TwoHostsTestCase):
+    def test_a_guest_gone_from_the_source_after_a_failure_is_an_error(self):
+        instance = self.boot()
+        source = self.drivers['host-a']
+        original = source.live_migration
+
+        def lose_it(uuid_, *args):
+            source.guests[uuid_]['state'] = 'shutdown'
+            raise exception.MigrationError(reason='connection lost')
+        source.live_migration = lose_it
+        self.addCleanup(setattr, source, 'live_migration', original)
+        migration = self.a.live_migrate_instance(self.ctxt, instance['uuid'],
+                                                 'host-b')
+        self.assertEqual('error',
+                         self.wait_final(self.a, migration['id'])['status'])
+        self.assertEqual('error', self.a.get_instance(
+            self.ctxt, instance['uuid'])['vm_state'])

@@ -201,3 +201,38 @@ class ColdMigrationTest(TwoHostsTestCase):
         self.assertEqual(128, original['flavor']['memory_mb'])
         self.assertRunsOn('source', guest)
         self.assertIsNone(self.libvirt_state('dest', guest))
+
+
+class FailedLiveMigrationTest(TwoHostsTestCase):
+    source_bandwidth = SLOW_BANDWIDTH
+
+    def test_libvirt_error_mid_flight_rolls_back_to_the_source(self):
+        guest = self.boot()
+        migration = self.clients['source'].call(
+            'live_migrate_instance', instance_uuid=guest,
+            dest_host=self.agents['dest'].host)
+        self.follow('source', migration['id'], until=('running',))
+        # The incoming guest dies on the destination: libvirt fails the
+        # migration on the source, and the agents roll it back.
+        wait_for(lambda: self.libvirt_state('dest', guest) is not None,
+                 60, 'the incoming guest on the destination')
+        connection = libvirt.open(self.hypervisors['dest'].uri)
+        try:
+            connection.lookupByUUIDString(guest).destroy()
+        except libvirt.libvirtError as error:
+            # Gone already: the migration failed by itself meanwhile.
+            if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+        finally:
+            connection.close()
+        done = self.follow('source', migration['id'])
+        self.assertEqual('failed', done['status'])
+        self.assertIn('the guest still runs on this host', done['message'])
+        self.assertRunsOn('source', guest)
+        self.assertIsNone(self.libvirt_state('dest', guest))
+        self.assertEqual('failed', self.clients['dest'].call(
+            'get_migration', topic=rpc.ALT_TOPIC,
+            migration_id=migration['id'])['status'])
+        # The destination let go of it: nothing holds its drain.
+        self.assertEqual([], self.clients['dest'].call(
+            'get_service_status', topic=rpc.ALT_TOPIC)['in_flight'])

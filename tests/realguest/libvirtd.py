@@ -58,6 +58,9 @@ GUEST_FAILED_LINE = 'COMPUTE-AGENT-GUEST FAILED'
 CAPABILITIES_CACHE = os.path.join(
     os.path.expanduser('~'), '.cache', 'compute-agent', 'qemu-capabilities')
 START_TIMEOUT = 60
+# A guest's boot to its READY line under TCG takes ~8 s; a loaded machine
+# running several at once takes longer.
+BOOT_TIMEOUT = 120
 STOP_TIMEOUT = 5
 LOG_TAIL_LINES = 30
 
@@ -89,6 +92,32 @@ PR_SET_CHILD_SUBREAPER = 36
 # lack.
 _SEARCH_PATH = os.pathsep.join(
     [os.environ.get('PATH', os.defpath), '/usr/sbin', '/sbin'])
+
+
+def wait_until_guest_ready(console_log, timeout=BOOT_TIMEOUT):
+    """Wait for the guest's READY line in its serial console log: its
+    userspace (and, for the ACPI guest, acpid) is up, so a power button
+    press is not lost to a half-booted guest. Fails (AssertionError) at
+    once on the guest's FAILED line, or after timeout seconds.
+
+    (A loop of its own: this module also runs as a script, where the
+    tests' polling helper cannot be imported.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(console_log, errors='replace') as log:
+                text = log.read()
+        except FileNotFoundError:
+            text = ''
+        if GUEST_FAILED_LINE in text:
+            raise AssertionError(f'the guest failed to set up: '
+                                 f'{text[-500:]}')
+        if GUEST_READY_LINE in text:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f'no {GUEST_READY_LINE!r} in {console_log} '
+                                 f'within {timeout} s')
+        time.sleep(0.1)
 
 
 def _which(program):

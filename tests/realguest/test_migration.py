@@ -74,17 +74,9 @@ class TwoHostsTestCase(testtools.TestCase):
         return record['uuid']
 
     def wait_until_ready(self, role, instance_uuid):
-        console = os.path.join(self.agents[role].state_path, 'instances',
-                               instance_uuid, 'console.log')
-
-        def ready():
-            try:
-                with open(console, errors='replace') as log:
-                    return libvirtd.GUEST_READY_LINE in log.read()
-            except FileNotFoundError:
-                return False
-        wait_for(ready, test_power_off.BOOT_TIMEOUT,
-                 f'guest {instance_uuid} READY on {role}')
+        libvirtd.wait_until_guest_ready(os.path.join(
+            self.agents[role].state_path, 'instances', instance_uuid,
+            'console.log'))
 
     def follow(self, role, migration_id, until=FINAL):
         client = self.clients[role]

@@ -29,9 +29,7 @@ from compute_agent.virt import migration as virt_migration
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from tests.fixtures.polling import wait_for
 from tests.realguest import libvirtd
-from tests.realguest import test_power_off
 
-BOOT_TIMEOUT = test_power_off.BOOT_TIMEOUT
 MIGRATION_TIMEOUT = 120
 # MiB/s: the 128 MiB guest takes tens of seconds, time enough to act.
 SLOW_BANDWIDTH = 1
@@ -78,17 +76,8 @@ class TwoHostsTestCase(testtools.TestCase):
             return None
 
     def wait_until_ready(self, host_driver):
-        console = host_driver.console_log_path(self.uuid)
-
-        def ready():
-            try:
-                with open(console, errors='replace') as log:
-                    text = log.read()
-            except FileNotFoundError:
-                return False
-            self.assertNotIn(libvirtd.GUEST_FAILED_LINE, text)
-            return libvirtd.GUEST_READY_LINE in text
-        wait_for(ready, BOOT_TIMEOUT, f'READY in {console}')
+        libvirtd.wait_until_guest_ready(
+            host_driver.console_log_path(self.uuid))
 
     def timed(self, name, operation, *args):
         started = time.monotonic()

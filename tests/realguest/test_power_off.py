@@ -19,7 +19,6 @@ from tests.fixtures import rabbitmq
 from tests.fixtures import rpc
 from tests.realguest import libvirtd
 
-BOOT_TIMEOUT = 120
 # Long enough that a stop woken by anything but the lifecycle event
 # (the next re-sent request, or the deadline) would show in the result.
 RETRY_INTERVAL = 30
@@ -62,20 +61,9 @@ class RealGuestTestCase(testtools.TestCase):
         return record['uuid']
 
     def wait_until_guest_ready(self, instance_uuid):
-        """The guest printed its READY line: userspace (and, for the
-        cooperative guest, acpid) is up, so ACPI is not lost at boot."""
-        console = os.path.join(self.agent.state_path, 'instances',
-                               instance_uuid, 'console.log')
-
-        def ready():
-            try:
-                with open(console, errors='replace') as log:
-                    text = log.read()
-            except FileNotFoundError:
-                return False
-            self.assertNotIn(libvirtd.GUEST_FAILED_LINE, text)
-            return libvirtd.GUEST_READY_LINE in text
-        wait_for(ready, BOOT_TIMEOUT, f'guest {instance_uuid} READY')
+        libvirtd.wait_until_guest_ready(os.path.join(
+            self.agent.state_path, 'instances', instance_uuid,
+            'console.log'))
 
     def stop(self, instance_uuid, topic=rpc.TOPIC, **kwargs):
         return self.rpc.call('stop_instance', topic=topic,

@@ -23,9 +23,6 @@ from compute_agent.virt import driver
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from compute_agent.virt.libvirt import rescue
 from tests.realguest import libvirtd
-from tests.realguest import test_power_off
-
-BOOT_TIMEOUT = test_power_off.BOOT_TIMEOUT
 
 
 class DriverRescueSnapshotTest(testtools.TestCase):
@@ -88,21 +85,8 @@ class DriverRescueSnapshotTest(testtools.TestCase):
 
     def wait_until_ready(self):
         """The guest printed READY since its console log was removed."""
-        console = self.driver.console_log_path(self.uuid)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while True:
-            try:
-                with open(console, errors='replace') as log:
-                    text = log.read()
-            except FileNotFoundError:
-                text = ''
-            self.assertNotIn(libvirtd.GUEST_FAILED_LINE, text)
-            if libvirtd.GUEST_READY_LINE in text:
-                return
-            if time.monotonic() > deadline:
-                self.fail(f'no READY line in {console} within '
-                          f'{BOOT_TIMEOUT} s')
-            time.sleep(0.1)
+        libvirtd.wait_until_guest_ready(
+            self.driver.console_log_path(self.uuid))
 
     def forget_console(self):
         os.unlink(self.driver.console_log_path(self.uuid))

@@ -6,16 +6,12 @@ connection.
 """
 
 import subprocess
-import time
 import uuid
 
 from tests.realguest import libvirtd
 from tools.gate.failure import expect
 from tools.gate.failure import GateFailure
 
-# TCG guests reach userspace in ~7.5 s on an idle machine.
-BOOT_TIMEOUT = 120
-_POLL = 0.1
 # virsh domstate's words for the power states the scenarios expect.
 RUNNING = 'running'
 SHUT_OFF = 'shut off'
@@ -35,26 +31,15 @@ def instance_spec(images, name, honours_acpi=True, with_disk=False,
             'memory_mb': 128, 'image': image}
 
 
-def wait_until_ready(host, instance_uuid, timeout=BOOT_TIMEOUT):
+def wait_until_ready(host, instance_uuid, timeout=libvirtd.BOOT_TIMEOUT):
     """Wait for the guest's READY line on its serial console: from then on
     an ACPI power button press is not lost to a half-booted guest."""
-    path = host.console_log(instance_uuid)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(path, errors='replace') as console:
-                text = console.read()
-        except FileNotFoundError:
-            text = ''
-        if libvirtd.GUEST_FAILED_LINE in text:
-            raise GateFailure(f'guest {instance_uuid} on {host.name} failed '
-                              f'to set up: {text[-500:]}')
-        if libvirtd.GUEST_READY_LINE in text:
-            return
-        if time.monotonic() > deadline:
-            raise GateFailure(f'guest {instance_uuid} on {host.name} not '
-                              f'ready within {timeout} s ({path})')
-        time.sleep(_POLL)
+    try:
+        libvirtd.wait_until_guest_ready(host.console_log(instance_uuid),
+                                        timeout)
+    except AssertionError as error:
+        raise GateFailure(f'guest {instance_uuid} on {host.name}: '
+                          f'{error}') from None
 
 
 def _virsh(host, *args):

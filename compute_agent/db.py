@@ -112,7 +112,8 @@ class Migration(Base):
     dest_host: orm.Mapped[str] = orm.mapped_column(sa.String(255))
     status: orm.Mapped[str] = orm.mapped_column(sa.String(16))
     request_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
-    details: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+    details: orm.Mapped[dict] = orm.mapped_column(sa.JSON,
+                                                  default=lambda: {})
     progress: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
     message: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     created_at: orm.Mapped[datetime.datetime]
@@ -182,15 +183,19 @@ class Database:
     def put_instance(self, **values):
         """Insert or replace a record: an instance arriving by migration
         may have lived here before."""
-        now = _now()
+        return self._put(Instance, values['uuid'], values, _now())
+
+    def _put(self, model, key, values, now):
+        """Insert the record of model with primary key key, or update the
+        one there; stamp it updated at now."""
         with self._session.begin() as session:
-            record = session.get(Instance, values['uuid'])
+            record = session.get(model, key)
             if record is None:
-                record = Instance(created_at=now, **values)
+                record = model(created_at=now, **values)
                 session.add(record)
             else:
-                for key, value in values.items():
-                    setattr(record, key, value)
+                for name, value in values.items():
+                    setattr(record, name, value)
             record.updated_at = now
             session.flush()
             return record.to_primitive()
@@ -284,20 +289,9 @@ class Database:
     def put_migration(self, **values):
         """Insert or update the record with values['id']."""
         now = _now()
-        with self._session.begin() as session:
-            record = session.get(Migration, values['id'])
-            if record is None:
-                values.setdefault('details', {})
-                record = Migration(created_at=now, **values)
-                session.add(record)
-            else:
-                for key, value in values.items():
-                    setattr(record, key, value)
-            record.updated_at = now
-            if values.get('status') in FINAL_MIGRATION_STATES:
-                record.finished_at = now
-            session.flush()
-            return record.to_primitive()
+        if values.get('status') in FINAL_MIGRATION_STATES:
+            values['finished_at'] = now
+        return self._put(Migration, values['id'], values, now)
 
     def update_migration(self, migration_id, expected_status=ANY, **values):
         """Update a record; None when it is gone or its status is not

@@ -14,16 +14,13 @@ file that stands in for the journal.
 import dataclasses
 import os
 import signal
-import socket
-import struct
 import subprocess
 import threading
 import time
 
-from tests.fixtures.agent import Notification
+from tests.fixtures import agent as agent_fixture
 from tools.gate import unitfile
 
-_UCRED = struct.Struct('3i')  # pid, uid, gid of the datagram's sender
 _POLL = 0.2
 LOG_TAIL_LINES = 40
 
@@ -72,12 +69,8 @@ class SupervisedAgent:
         self._changed = threading.Condition()
         os.makedirs(run_dir, exist_ok=True)
         self._socket_path = os.path.join(run_dir, 'notify')
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        # The kernel then names each datagram's sender, which is how
-        # systemd enforces NotifyAccess=main.
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self._socket.bind(self._socket_path)
-        self._socket.settimeout(_POLL)
+        self._socket = agent_fixture.bind_notify_socket(self._socket_path,
+                                                        timeout=_POLL)
         self._listening = True
         self._reader = threading.Thread(target=self._read_notifications,
                                         daemon=True)
@@ -86,24 +79,16 @@ class SupervisedAgent:
     # -- notifications --------------------------------------------------
 
     def _read_notifications(self):
-        size = socket.CMSG_SPACE(_UCRED.size)
         while self._listening:
             try:
-                data, ancillary, _, _ = self._socket.recvmsg(4096, size)
-            except socket.timeout:
-                continue
+                notification = agent_fixture.receive_notification(
+                    self._socket)
             except OSError:
                 return
-            pid = 0
-            for level, kind, value in ancillary:
-                if (level, kind) == (socket.SOL_SOCKET,
-                                     socket.SCM_CREDENTIALS):
-                    pid = _UCRED.unpack(value[:_UCRED.size])[0]
-            fields = dict(line.partition('=')[::2] for line in
-                          data.decode(errors='replace').splitlines())
+            if notification is None:
+                continue
             with self._changed:
-                notification = Notification(time.monotonic(), pid, fields)
-                run = self._runs_by_pid.get(pid)
+                run = self._runs_by_pid.get(notification.pid)
                 if run is None:
                     self.stray_notifications.append(notification)
                 else:

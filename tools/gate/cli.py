@@ -53,6 +53,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error('--repeat must be at least 1')
+    if args.scenario:
+        # A name given twice is one scenario, not twice the runs.
+        args.scenario = list(dict.fromkeys(args.scenario))
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2 ** 32)
     return args
@@ -73,16 +76,18 @@ def run_once(deployment, scenario_class, rng):
     try:
         scenario.run(deployment)
     except GateFailure as error:
-        failure = str(error)
+        failure = str(error) or 'GateFailure without a message'
     except Exception:
         failure = traceback.format_exc()
     # Put the deployment back for the next run: agents up, guests gone.
-    try:
-        deployment.recover()
-        scenario.cleanup(deployment)
-    except Exception:
-        failure = failure or ('cleanup after the run failed:\n'
-                              + traceback.format_exc())
+    # Each step runs even when the other failed, so that one agent that
+    # would not restart does not leave this run's guests to the next.
+    for step in (deployment.recover, lambda: scenario.cleanup(deployment)):
+        try:
+            step()
+        except Exception:
+            failure = failure or ('cleanup after the run failed:\n'
+                                  + traceback.format_exc())
     result = report.RunResult(scenario_class.name, failure is None,
                               scenario.drain_lags,
                               time.monotonic() - started, failure)

@@ -25,6 +25,18 @@ class RunResult:
     failure: str | None = None
 
 
+def headline(failure):
+    """One line that says what went wrong: a check's message, or the
+    exception line at the end of a traceback (with what it interrupted)."""
+    lines = [line for line in (failure or '').splitlines() if line.strip()]
+    if not lines:
+        return 'failed without a message'
+    if 'Traceback (most recent call last):' not in lines:
+        return lines[0]
+    context = lines[0] if not lines[0].startswith('Traceback') else ''
+    return ' '.join(part for part in (context, lines[-1].strip()) if part)
+
+
 def summarize(results, scenario_names):
     """Per-scenario figures, in scenario_names order."""
     summary = []
@@ -38,7 +50,7 @@ def summarize(results, scenario_names):
             'drain_lag_median': (round(statistics.median(lags), 3)
                                  if lags else None),
             'drain_lag_max': round(max(lags), 3) if lags else None,
-            'failures': [result.failure.splitlines()[0]
+            'failures': [headline(result.failure)
                          for result in runs if not result.passed],
         })
     return summary

@@ -59,7 +59,8 @@ def _logical_lines(text):
     pending = ''
     for raw in text.splitlines():
         line = raw.strip()
-        if not pending and (not line or line[0] in '#;'):
+        # systemd skips comment lines inside a continued line too.
+        if (not line and not pending) or line[:1] in ('#', ';'):
             continue
         if line.endswith('\\'):
             pending += line[:-1] + ' '
@@ -137,15 +138,20 @@ class ServiceUnit:
             raise UnitError(f'{self.path}: expected one ExecStart=, found '
                             f'{len(values)}')
         line = values[0]
-        if line[:1] in '@-:+!' or '%' in line:
-            raise UnitError(f'{self.path}: ExecStart= uses a prefix or '
-                            f'specifier the gate does not emulate: {line!r}')
+        if line[:1] in '@-:+!' or '%' in line or '$' in line:
+            raise UnitError(f'{self.path}: ExecStart= uses a prefix, '
+                            f'specifier or variable the gate does not '
+                            f'emulate: {line!r}')
         return shlex.split(line)
 
     def environment(self):
         """Environment= assignments as a dict."""
         env = {}
         for value in self.settings.get('Environment', []):
+            if '%' in value:
+                raise UnitError(f'{self.path}: Environment= uses a '
+                                f'specifier the gate does not emulate: '
+                                f'{value!r}')
             for assignment in shlex.split(value):
                 key, equals, setting = assignment.partition('=')
                 if not equals:

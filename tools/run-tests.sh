@@ -38,4 +38,12 @@ echo "run-tests: .venv/bin/tox -e $envs"
 .venv/bin/tox -e "$envs" || status=$?
 echo "run-tests: .venv/bin/tox -e gate -- --repeat 1 --report $GATE_REPORT"
 .venv/bin/tox -e gate -- --repeat 1 --report "$GATE_REPORT" || status=$?
+if ((status != 0)); then
+    # The suites' own output is long: repeat what failed at the end.
+    echo "run-tests: FAILED (exit $status). Failing tests of the stestr suites:"
+    stestr=.tox/py3/bin/stestr
+    [[ -x $stestr ]] && "$stestr" failing || true
+    echo "run-tests: the gate's failures, if any, are in its table above" \
+         "and in $GATE_REPORT"
+fi
 exit "$status"

@@ -16,10 +16,10 @@ from unittest import mock
 from xml.etree import ElementTree as ET
 
 import libvirt
-import testtools
 
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
+from tests.unit import base
 
 UUID = 'c0ffee00-0000-4000-8000-0000000000b1'
 IMAGE = {'id': 'img', 'properties': {}, 'kernel': '/img/vmlinuz',
@@ -195,7 +195,7 @@ def guest_xml(instance_dir, disk=False):
         disk=os.path.join(instance_dir, 'disk.qcow2') if disk else None)
 
 
-class TwoQemuHostsTestCase(testtools.TestCase):
+class TwoQemuHostsTestCase(base.TestCase):
     """Two drivers on fake QEMU connections: A the source, B the
     destination, with separate state paths (no shared storage)."""
 

@@ -15,7 +15,6 @@ from unittest import mock
 
 import fixtures
 import oslo_messaging
-import testtools
 
 from compute_agent import conf as agent_conf
 from compute_agent import rpcapi
@@ -23,6 +22,7 @@ from compute_agent.cmd import client
 from compute_agent.cmd import client_format
 from compute_agent.cmd import client_host
 from compute_agent.cmd import client_progress
+from tests.unit import base
 
 HOST = 'hv-1'
 UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
@@ -46,7 +46,7 @@ STATUS = {
 }
 
 
-class ClientTestCase(testtools.TestCase):
+class ClientTestCase(base.TestCase):
     # False: the real ComputeAPI, with the RPC client factory mocked.
     mock_api = True
 
@@ -604,7 +604,7 @@ class TestOutcomeLine(ClientTestCase):
         self.assertEqual('', self.stderr.getvalue())
 
 
-class TestFormatting(testtools.TestCase):
+class TestFormatting(base.TestCase):
     def test_power_off_outcome(self):
         cases = [
             (CLEAN_ACPI, None, 'clean in 1.42 s (acpi)'),
@@ -677,7 +677,7 @@ class TTYStream(io.StringIO):
         return True
 
 
-class TestStatusLine(testtools.TestCase):
+class TestStatusLine(base.TestCase):
     def setUp(self):
         super().setUp()
         self.stream = io.StringIO()
@@ -719,7 +719,7 @@ class TestStatusLine(testtools.TestCase):
                          self.stream.getvalue())
 
 
-class TestPowerOffProgress(testtools.TestCase):
+class TestPowerOffProgress(base.TestCase):
     def setUp(self):
         super().setUp()
         self.api = mock.create_autospec(rpcapi.ComputeAPI, instance=True)

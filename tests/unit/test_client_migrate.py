@@ -13,12 +13,12 @@ from unittest import mock
 
 import fixtures
 import oslo_messaging
-import testtools
 
 from compute_agent.cmd import client
 from compute_agent.cmd import client_format
 from compute_agent.cmd import client_migrate
 from compute_agent.cmd import client_progress
+from tests.unit import base
 from tests.unit import test_client
 
 HOST = test_client.HOST
@@ -654,7 +654,7 @@ class FakeTime:
         self.now += seconds
 
 
-class TestFollow(testtools.TestCase):
+class TestFollow(base.TestCase):
     def setUp(self):
         super().setUp()
         self.api = mock.create_autospec(client_migrate.rpcapi.ComputeAPI,
@@ -702,7 +702,7 @@ class TestFollow(testtools.TestCase):
         self.assertEqual(1, self.api.get_migration.call_count)
 
 
-class TestMigrationFormatting(testtools.TestCase):
+class TestMigrationFormatting(base.TestCase):
     def test_size(self):
         for count, expected in ((0, '0 B'), (1023, '1023 B'),
                                 (1536, '1.5 KiB'), (5 * GiB, '5.0 GiB'),

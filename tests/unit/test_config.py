@@ -9,13 +9,13 @@ import sys
 import tempfile
 
 from oslo_config import cfg
-import testtools
 
 from compute_agent.conf import compute
 from compute_agent.conf import default
 from compute_agent.conf import libvirt
 from compute_agent.conf import opts
 from compute_agent.conf import upgrade_levels
+from tests.unit import base
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -52,7 +52,7 @@ def _find_opt(group, name):
     raise AssertionError(f'no option [{group}] {name} in list_opts()')
 
 
-class TestDefaults(testtools.TestCase):
+class TestDefaults(base.TestCase):
     def setUp(self):
         super().setUp()
         self.conf = cfg.ConfigOpts()
@@ -130,7 +130,7 @@ class TestDefaults(testtools.TestCase):
         self.assertEqual(registered, listed)
 
 
-class TestSampleConfig(testtools.TestCase):
+class TestSampleConfig(base.TestCase):
     def generate(self, fake_host=''):
         fd, path = tempfile.mkstemp(suffix='.conf.sample')
         os.close(fd)

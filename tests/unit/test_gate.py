@@ -9,7 +9,6 @@ import random
 import traceback
 
 import fixtures
-import testtools
 
 from tools.gate import cli
 from tools.gate import registry
@@ -17,6 +16,7 @@ from tools.gate import report
 from tools.gate import scenarios
 from tools.gate import unitfile
 from tools.gate.failure import GateFailure
+from tests.unit import base
 
 REQUIRED_SCENARIOS = (
     'build-sigterm', 'stop-acpi-sigterm', 'stop-ignoring-acpi-sigterm',
@@ -29,7 +29,7 @@ def _run(scenario, passed=True, lags=(), failure=None):
     return report.RunResult(scenario, passed, list(lags), 1.0, failure)
 
 
-class TestReport(testtools.TestCase):
+class TestReport(base.TestCase):
     def test_lags_of_failed_runs_count(self):
         # A failed run's long lag is exactly what the maximum must show.
         results = [_run('a', lags=[1.0, 3.0]),
@@ -126,7 +126,7 @@ def _scenario(name='fake', run_error=None, cleanup_error=None,
     return Fake
 
 
-class TestHeadline(testtools.TestCase):
+class TestHeadline(base.TestCase):
     def test_a_checks_message_is_its_first_line(self):
         self.assertEqual('too slow', report.headline('too slow\ndetails'))
 
@@ -148,7 +148,7 @@ class TestHeadline(testtools.TestCase):
         self.assertEqual(['failed without a message'], entry['failures'])
 
 
-class TestRunOnce(testtools.TestCase):
+class TestRunOnce(base.TestCase):
     def test_passed_run(self):
         self.useFixture(fixtures.MockPatch(
             'tools.gate.cli.time.monotonic', side_effect=[10.0, 12.5]))
@@ -218,7 +218,7 @@ class TestRunOnce(testtools.TestCase):
         self.assertEqual('drain too long', result.failure)
 
 
-class TestRunPlan(testtools.TestCase):
+class TestRunPlan(base.TestCase):
     def setUp(self):
         super().setUp()
         self.out = self.useFixture(fixtures.MonkeyPatch(
@@ -253,7 +253,7 @@ class TestRunPlan(testtools.TestCase):
         self.assertNotEqual(seen[0][0], seen[0][1])
 
 
-class TestParseArgs(testtools.TestCase):
+class TestParseArgs(base.TestCase):
     def setUp(self):
         super().setUp()
         self.stderr = self.useFixture(fixtures.MonkeyPatch(
@@ -295,7 +295,7 @@ class TestParseArgs(testtools.TestCase):
                          args.scenario)
 
 
-class TestRegistry(testtools.TestCase):
+class TestRegistry(base.TestCase):
     def test_names_unique_and_indexed(self):
         names = [scenario.name for scenario in registry.SCENARIOS]
         self.assertEqual(len(names), len(set(names)))

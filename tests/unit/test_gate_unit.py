@@ -4,10 +4,10 @@ and the policy CI holds it to (tools/gate/verify_unit.py)."""
 import os
 
 import fixtures
-import testtools
 
 from tools.gate import unitfile
 from tools.gate import verify_unit
+from tests.unit import base
 
 
 _UNIT = """\
@@ -30,7 +30,7 @@ TimeoutStopSec=3min 20s
 """
 
 
-class TestUnitFile(testtools.TestCase):
+class TestUnitFile(base.TestCase):
     def test_time_spans(self):
         for text, seconds in [('200s', 200.0), ('3min 20s', 200.0),
                               ('90', 90.0), ('1.5s', 1.5),
@@ -152,7 +152,7 @@ class TestUnitFile(testtools.TestCase):
             self.assertIn(message, str(error))
 
 
-class TestPolicyProblems(testtools.TestCase):
+class TestPolicyProblems(base.TestCase):
     def _problems(self, **changes):
         shipped = unitfile.ServiceUnit.load()
         settings = dict(shipped.settings)

@@ -9,13 +9,13 @@ from unittest import mock
 from xml.etree import ElementTree as ET
 
 import libvirt
-import testtools
 
 from compute_agent import exception
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from compute_agent.virt.libvirt import images
+from tests.unit import base
 from tests.unit import fake_libvirt
 from tests.unit.fake_libvirt import guest_xml
 
@@ -157,7 +157,7 @@ class DestinationTest(fake_libvirt.TwoQemuHostsTestCase):
         self.assertEqual(['disk.qcow2'], os.listdir(self.dir_b))
 
 
-class TestDriverColdMigrationTest(testtools.TestCase):
+class TestDriverColdMigrationTest(base.TestCase):
     """Test domains have no disk: the whole round trip works as is."""
 
     def setUp(self):
@@ -203,7 +203,7 @@ class TestDriverColdMigrationTest(testtools.TestCase):
         self.assertEqual(driver.RUNNING, self.a.get_power_state(self.uuid))
 
 
-class SerialConsoleTest(testtools.TestCase):
+class SerialConsoleTest(base.TestCase):
     def serial(self, kind, source):
         return config.serial_console(
             f"<domain><devices><serial type='{kind}'>{source}"

@@ -8,17 +8,17 @@ import uuid
 from xml.etree import ElementTree as ET
 
 import libvirt
-import testtools
 
 from compute_agent import exception
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
+from tests.unit import base
 
 IMAGE = {'id': 'img', 'properties': {}}
 
 
-class TestDriverTest(testtools.TestCase):
+class TestDriverTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.state_path = tempfile.mkdtemp()
@@ -97,7 +97,7 @@ class TestDriverTest(testtools.TestCase):
         self.driver.check_image(IMAGE)
 
 
-class QemuXmlTest(testtools.TestCase):
+class QemuXmlTest(base.TestCase):
     def test_direct_kernel_boot_guest(self):
         xml = config.qemu_domain_xml(
             'c0ffee00-0000-4000-8000-000000000001', 'web <1>', 2, 256,

@@ -11,7 +11,6 @@ from unittest import mock
 from xml.etree import ElementTree as ET
 
 import libvirt
-import testtools
 
 from compute_agent import exception
 from compute_agent.virt import driver
@@ -21,6 +20,7 @@ from compute_agent.virt.libvirt import driver as libvirt_driver
 from compute_agent.virt.libvirt import images
 from compute_agent.virt.libvirt import live_transfer
 from compute_agent.virt.libvirt import migration
+from tests.unit import base
 from tests.unit import fake_libvirt
 from tests.unit.fake_libvirt import guest_xml
 
@@ -66,7 +66,7 @@ class Migrating:
         return self.error
 
 
-class TransferTest(testtools.TestCase):
+class TransferTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.connection = fake_libvirt.FakeConnection()
@@ -412,7 +412,7 @@ class FakeClockControl(virt_migration.MigrationControl):
         self.reports.append((round(self.now, 3), progress['percent']))
 
 
-class EmulationTest(testtools.TestCase):
+class EmulationTest(base.TestCase):
     """libvirt's test driver, one private test host per driver."""
 
     def setUp(self):
@@ -472,7 +472,7 @@ class EmulationTest(testtools.TestCase):
                       str(error))
 
 
-class EmulatedTimingTest(testtools.TestCase):
+class EmulatedTimingTest(base.TestCase):
     """emulate_live_migration on a fake clock that the control's wait()
     advances."""
 

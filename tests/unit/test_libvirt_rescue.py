@@ -12,7 +12,6 @@ from unittest import mock
 from xml.etree import ElementTree as ET
 
 import libvirt
-import testtools
 
 from compute_agent import exception
 from compute_agent.virt import driver
@@ -20,12 +19,13 @@ from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from compute_agent.virt.libvirt import images
 from compute_agent.virt.libvirt import rescue
+from tests.unit import base
 
 IMAGE = {'id': 'img', 'properties': {}}
 RESCUE_IMAGE = {'id': 'rescue-img', 'properties': {}}
 
 
-class DriverTestCase(testtools.TestCase):
+class DriverTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.state_path = tempfile.mkdtemp()
@@ -240,7 +240,7 @@ class QemuRescueXmlTest(DriverTestCase):
         self.assertIn('is not a file on this host', str(error))
 
 
-class AtomicFileTest(testtools.TestCase):
+class AtomicFileTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.directory = tempfile.mkdtemp()
@@ -266,7 +266,7 @@ class AtomicFileTest(testtools.TestCase):
         self.assertEqual([], os.listdir(os.path.dirname(self.path)))
 
 
-class FlattenTest(testtools.TestCase):
+class FlattenTest(base.TestCase):
     def setUp(self):
         super().setUp()
         if shutil.which('qemu-img') is None:

@@ -7,7 +7,6 @@ import threading
 import uuid
 
 import oslo_messaging
-import testtools
 
 from compute_agent import db
 from compute_agent import exception
@@ -15,6 +14,7 @@ from compute_agent import image_store
 from compute_agent import manager
 from compute_agent import tracker
 from tests.fixtures.polling import wait_for
+from tests.unit import base
 from tests.unit import fakes
 
 HOST = 'host-a'
@@ -36,7 +36,7 @@ class FakeService:
                 'graceful_shutdown_timeout': 180}
 
 
-class ManagerTestCase(testtools.TestCase):
+class ManagerTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.state_dir = tempfile.mkdtemp()

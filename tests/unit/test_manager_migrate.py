@@ -11,7 +11,6 @@ import time
 import uuid
 
 import oslo_messaging
-import testtools
 
 from compute_agent import db
 from compute_agent import exception
@@ -20,6 +19,7 @@ from compute_agent import manager
 from compute_agent import manager_base
 from compute_agent import tracker
 from tests.fixtures.polling import wait_for
+from tests.unit import base
 from tests.unit import fakes
 
 FINAL = ('completed', 'failed', 'cancelled', 'error')
@@ -59,7 +59,7 @@ class LoopbackPeers:
         return call
 
 
-class TwoHostsTestCase(testtools.TestCase):
+class TwoHostsTestCase(base.TestCase):
     settings = manager_base.MigrationSettings(instance_event_timeout=2)
 
     def setUp(self):

@@ -1,8 +1,8 @@
 """The clean-then-forced power-off algorithm, on a simulated clock."""
 
-import testtools
 
 from compute_agent.virt.libvirt import power
+from tests.unit import base
 
 
 class FakeClock:
@@ -82,7 +82,7 @@ class FakeControl(power.PowerOffControl):
         return self.clock.now < wake_times[0]
 
 
-class PowerOffTest(testtools.TestCase):
+class PowerOffTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.clock = FakeClock()

@@ -3,9 +3,9 @@
 import logging
 
 import fixtures
-import testtools
 
 from compute_agent import power_policy
+from tests.unit import base
 
 UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
 CONFIG_TIMEOUT = 60
@@ -15,7 +15,7 @@ def _props(value):
     return {power_policy.IMAGE_PROPERTY: value}
 
 
-class TestPlanPowerOff(testtools.TestCase):
+class TestPlanPowerOff(base.TestCase):
     def setUp(self):
         super().setUp()
         self.log = self.useFixture(fixtures.FakeLogger(

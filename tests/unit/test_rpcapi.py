@@ -5,10 +5,10 @@ import logging
 from unittest import mock
 
 import oslo_messaging
-import testtools
 
 from compute_agent import manager
 from compute_agent import rpcapi
+from tests.unit import base
 
 HOST = 'hv-1'
 UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
@@ -38,7 +38,7 @@ class FakeClock:
         return self.now
 
 
-class TestVersionsInStep(testtools.TestCase):
+class TestVersionsInStep(base.TestCase):
     def test_client_and_endpoint_versions_match(self):
         self.assertEqual(rpcapi.VERSION, manager.RPC_API_VERSION)
         self.assertEqual(rpcapi.VERSION,
@@ -55,7 +55,7 @@ class TestVersionsInStep(testtools.TestCase):
         self.assertIn(f'* {rpcapi.VERSION} -', rpcapi.__doc__)
 
 
-class _APITestCase(testtools.TestCase):
+class _APITestCase(base.TestCase):
     """ComputeAPI with _client mocked: records (host, topic, version,
     timeout) of every client made; no transport or broker needed."""
 
@@ -89,7 +89,7 @@ class _APITestCase(testtools.TestCase):
                 if c.args[1] == 'get_service_status']
 
 
-class TestClientTarget(testtools.TestCase):
+class TestClientTarget(base.TestCase):
     def test_client_targets_exchange_topic_server_and_version(self):
         api = rpcapi.ComputeAPI(mock.sentinel.transport)
         with mock.patch.object(oslo_messaging, 'get_rpc_client') as get:

@@ -7,11 +7,11 @@ import threading
 from unittest import mock
 
 import fixtures
-import testtools
 
 from compute_agent import service
 from compute_agent import tracker as tracker_module
 from tests.fixtures.polling import wait_for
+from tests.unit import base
 
 
 class FakeServer:
@@ -58,7 +58,7 @@ def make_conf(graceful=180, shutdown_timeout=60):
                      shutdown_timeout=shutdown_timeout)
 
 
-class ServiceTest(testtools.TestCase):
+class ServiceTest(base.TestCase):
     def setUp(self):
         super().setUp()
         self.events = []

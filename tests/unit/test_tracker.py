@@ -3,9 +3,9 @@
 import threading
 import time
 
-import testtools
 
 from compute_agent import tracker
+from tests.unit import base
 
 UUID_A = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
 UUID_B = '0d7c3c84-3f7e-4f33-a8a3-8f4e47d9c0b1'
@@ -34,7 +34,7 @@ class ScriptedClock:
         return self._readings[0]
 
 
-class TestTracking(testtools.TestCase):
+class TestTracking(base.TestCase):
     def setUp(self):
         super().setUp()
         self.clock = FakeClock()
@@ -103,7 +103,7 @@ class TestTracking(testtools.TestCase):
         self.assertEqual(0, len(self.tracker))
 
 
-class TestWaitUntilDrained(testtools.TestCase):
+class TestWaitUntilDrained(base.TestCase):
     def _run_in_thread(self, func, *args, **kwargs):
         result = []
         thread = threading.Thread(

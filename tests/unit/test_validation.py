@@ -3,10 +3,9 @@ the argument; good input comes back normalised and copied."""
 
 import copy
 
-import testtools
-
 from compute_agent import exception
 from compute_agent import validation
+from tests.unit import base
 
 UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
 
@@ -33,7 +32,7 @@ class _InvalidInputMixin:
         return error
 
 
-class TestInstanceUuid(_InvalidInputMixin, testtools.TestCase):
+class TestInstanceUuid(_InvalidInputMixin, base.TestCase):
     def test_not_a_string(self):
         for value in (None, 12, b'6f1a5a3e58f54c5e9b890c6f1d2b7a10',
                       ['x'], {'uuid': UUID}):
@@ -59,7 +58,7 @@ class TestInstanceUuid(_InvalidInputMixin, testtools.TestCase):
                          validation.instance_uuid(UUID.replace('-', '')))
 
 
-class TestBoolean(_InvalidInputMixin, testtools.TestCase):
+class TestBoolean(_InvalidInputMixin, base.TestCase):
     def test_non_booleans_are_refused(self):
         for value in ('yes', 'true', 1, 0, None):
             error = self.assertInvalid('clean_shutdown', validation.boolean,
@@ -71,7 +70,7 @@ class TestBoolean(_InvalidInputMixin, testtools.TestCase):
         self.assertIs(False, validation.boolean(False, 'clean_shutdown'))
 
 
-class TestOptionalTimeout(_InvalidInputMixin, testtools.TestCase):
+class TestOptionalTimeout(_InvalidInputMixin, base.TestCase):
     def test_negative(self):
         self.assertInvalid('shutdown_timeout', validation.optional_timeout,
                            -1)
@@ -102,7 +101,7 @@ class TestOptionalTimeout(_InvalidInputMixin, testtools.TestCase):
         self.assertEqual(600, validation.optional_timeout(600))
 
 
-class TestRebootType(_InvalidInputMixin, testtools.TestCase):
+class TestRebootType(_InvalidInputMixin, base.TestCase):
     def test_invalid_values(self):
         for value in ('soft', 'hard', 'WARM', '', None, 1):
             error = self.assertInvalid('reboot_type', validation.reboot_type,
@@ -115,7 +114,7 @@ class TestRebootType(_InvalidInputMixin, testtools.TestCase):
         self.assertEqual('HARD', validation.reboot_type('HARD'))
 
 
-class TestBuildRequest(_InvalidInputMixin, testtools.TestCase):
+class TestBuildRequest(_InvalidInputMixin, base.TestCase):
     def test_not_a_dict(self):
         for value in (None, 'web-1', [_spec()], 3):
             self.assertInvalid('instance', validation.build_request, value)

@@ -25,8 +25,8 @@ from compute_agent.virt import driver as virt_driver
 LOG = logging.getLogger(__name__)
 
 # Keep in step with compute_agent.rpcapi (a unit test checks it).
-RPC_API_VERSION = '1.4'
-SERVICE_VERSION = 5
+RPC_API_VERSION = '1.5'
+SERVICE_VERSION = 6
 
 remotable = base.remotable
 

@@ -122,6 +122,7 @@ class ResizeMixin:
                 self._peers.resize_instance(
                     ctxt, source, migration=migration,
                     destination_path=self._driver.instance_path(uuid),
+                    migration_target=self._driver.migration_target(),
                     shared_storage=shared,
                     clean_shutdown=details['clean_shutdown'],
                     shutdown_timeout=details['shutdown_timeout'])
@@ -202,23 +203,24 @@ class ResizeMixin:
     @remotable
     def resize_instance(self, ctxt, migration, destination_path,
                         shared_storage, clean_shutdown=True,
-                        shutdown_timeout=None):
+                        shutdown_timeout=None, migration_target=None):
         migration = self._peer_migration(migration, 'source_host')
         uuid, clean, timeout = validation.power_off_request(
             migration['instance_uuid'], clean_shutdown, shutdown_timeout)
         validation.short_text(destination_path, 'destination_path')
         shared = validation.boolean(shared_storage, 'shared_storage')
+        target = validation.migration_target(migration_target)
         self._db.put_migration(**migration)
         try:
             return self._hand_over(ctxt, migration, uuid, clean, timeout,
-                                   destination_path, shared)
+                                   destination_path, shared, target)
         except Exception as error:
             self._db.update_migration(migration['id'], status='failed',
                                       message=str(error))
             raise
 
     def _hand_over(self, ctxt, migration, uuid, clean, timeout,
-                   destination_path, shared):
+                   destination_path, shared, target):
         """The source's part: power off, copy, start it there."""
         dest = migration['dest_host']
         with self._action(ctxt, uuid, migration['kind']) as report:
@@ -230,7 +232,7 @@ class ResizeMixin:
                 report.power_off = self._power_off(
                     ctxt, record, clean, timeout, migration['kind'])
                 disk = self._driver.migrate_disk(uuid, destination_path,
-                                                 shared)
+                                                 shared, target)
                 with peers.calling(dest, 'start the migrated instance'):
                     self._peers.finish_resize(
                         ctxt, dest, migration=migration,

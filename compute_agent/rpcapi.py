@@ -47,6 +47,12 @@ move with it; a unit test keeps the three in step):
   "updated_at", "finished_at"}; status is one of queued, preparing,
   running, completed, failed, cancelled, error, and for a cold migration
   or resize also confirming, confirmed, reverting, reverted.
+* 1.5 - resize_instance(..., migration_target): the destination's
+  migration target ({"libvirt_uri", ...}, as it returns for a live
+  migration), through whose libvirtd a source that does not see the
+  destination's instance directory streams the disk. A destination sends
+  1.4 without it to an older source, which can then only copy through a
+  mounted path. SERVICE_VERSION 6.
 
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request
@@ -73,13 +79,13 @@ from compute_agent import rpc
 
 LOG = logging.getLogger(__name__)
 
-VERSION = '1.4'
+VERSION = '1.5'
 TOPIC = rpc.TOPIC
 ALT_TOPIC = rpc.ALT_TOPIC
 ALT_TOPIC_MIN_VERSION = '1.1'
 # What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
 SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2', 4: '1.3',
-                          5: '1.4'}
+                          5: '1.4', 6: '1.5'}
 AUTO_PIN_CACHE_SECONDS = 300
 # How long [upgrade_levels] compute=auto waits for an agent's version.
 DISCOVERY_TIMEOUT = 10
@@ -383,15 +389,27 @@ class ComputeAPI:
 
     def resize_instance(self, ctxt, host, migration, destination_path,
                         shared_storage, clean_shutdown=True,
-                        shutdown_timeout=None, timeout=None):
+                        shutdown_timeout=None, migration_target=None,
+                        timeout=None):
+        arguments = dict(migration=migration,
+                         destination_path=destination_path,
+                         shared_storage=shared_storage,
+                         clean_shutdown=clean_shutdown,
+                         shutdown_timeout=shutdown_timeout)
+        version = '1.4'
+        if migration_target is not None:
+            if _versions(self.version_cap(host)) >= (1, 5):
+                version = '1.5'
+                arguments['migration_target'] = migration_target
+            else:
+                LOG.info('Host %s speaks compute RPC %s, older than 1.5: '
+                         'it is not told where to stream the disk and can '
+                         'only copy it through a mounted path', host,
+                         self.version_cap(host))
         client = self.prepare_for_alt_rpcserver(
-            host, '1.4', timeout or (self._power_timeout(shutdown_timeout) +
-                                     DISK_COPY_TIMEOUT))
-        return client.call(ctxt, 'resize_instance', migration=migration,
-                           destination_path=destination_path,
-                           shared_storage=shared_storage,
-                           clean_shutdown=clean_shutdown,
-                           shutdown_timeout=shutdown_timeout)
+            host, version, timeout or (self._power_timeout(shutdown_timeout)
+                                       + DISK_COPY_TIMEOUT))
+        return client.call(ctxt, 'resize_instance', **arguments)
 
     def finish_resize(self, ctxt, host, migration, instance, has_disk,
                       power_on, timeout=None):

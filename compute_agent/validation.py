@@ -234,3 +234,17 @@ def short_text(value, argument, limit=4096):
         raise _invalid(f'{argument} must be a string of at most {limit} '
                        f'characters')
     return value
+
+
+def migration_target(value, argument='migration_target'):
+    """A destination's migration_target() as another agent sends it:
+    None, or an object of short strings (its libvirt URI, ...)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 16 or not all(
+            isinstance(key, str) and (item is None or isinstance(item, str))
+            and len(key) <= 64 and len(item or '') <= 4096
+            for key, item in value.items()):
+        raise _invalid(f'{argument} must be an object of at most 16 short '
+                       f'strings, got {value!r}')
+    return dict(value)

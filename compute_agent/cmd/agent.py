@@ -37,7 +37,9 @@ def build_service(conf):
         conf.state_path,
         live_migration_uri=conf.libvirt.live_migration_uri,
         live_migration_inbound_addr=conf.libvirt.live_migration_inbound_addr,
-        live_migration_bandwidth=conf.libvirt.live_migration_bandwidth)
+        live_migration_bandwidth=conf.libvirt.live_migration_bandwidth,
+        cold_migration_disk_transfer=(
+            conf.libvirt.cold_migration_disk_transfer))
     LOG.info("compute-agent starting as host %s on %s", conf.host,
              conf.libvirt.connection_uri)
     database = db.Database(os.path.join(conf.state_path, 'agent.sqlite'))

@@ -50,6 +50,26 @@ libvirt_opts = [
              'live migration is emulated, it sets how long the emulated '
              'transfer takes: guest memory / bandwidth (1 s when '
              'unlimited).'),
+    cfg.StrOpt(
+        'cold_migration_disk_transfer',
+        default='auto',
+        choices=[('auto', 'through the filesystem when this host sees the '
+                          'destination\'s instance directory under the '
+                          'same path (mounted here), else streamed'),
+                 ('filesystem', 'only through the filesystem; a '
+                                'destination this host does not see is '
+                                'refused'),
+                 ('stream', 'always streamed through the destination\'s '
+                            'libvirtd')],
+        help='How a cold migration or resize from this host copies the '
+             'guest\'s disk to a destination that does not share its '
+             'instance storage (with shared storage nothing is copied). A '
+             'stream goes through the destination\'s libvirtd at the URI '
+             'it offers for live migration ([libvirt] live_migration_uri '
+             'there), opened by this agent itself: it needs the same '
+             'client credentials (e.g. TLS certificates) as this host\'s '
+             'libvirtd uses for live migration, and a destination running '
+             'compute-agent RPC 1.5 or newer, which sends that URI.'),
 ]
 
 

@@ -37,6 +37,9 @@ SLOW_BANDWIDTH = 1
 
 class TwoHostsTestCase(testtools.TestCase):
     source_bandwidth = 0
+    # How A copies a cold migration's disk ([libvirt]
+    # cold_migration_disk_transfer).
+    source_disk_transfer = 'auto'
 
     def setUp(self):
         super().setUp()
@@ -46,11 +49,14 @@ class TwoHostsTestCase(testtools.TestCase):
         self.images = libvirtd.guest_images()
         state = self.useFixture(fixtures.TempDir()).path
         self.hypervisors, self.connections = {}, {}
-        for name, bandwidth in (('a', self.source_bandwidth), ('b', 0)):
+        for name, bandwidth, transfer in (
+                ('a', self.source_bandwidth, self.source_disk_transfer),
+                ('b', 0, 'auto')):
             hypervisor = self.useFixture(libvirtd.PrivateLibvirtd(name))
             host_driver = libvirt_driver.LibvirtDriver(
                 hypervisor.uri, 'qemu', os.path.join(state, name),
-                live_migration_bandwidth=bandwidth)
+                live_migration_bandwidth=bandwidth,
+                cold_migration_disk_transfer=transfer)
             host_driver.init_host(f'host-{name}')
             setattr(self, name, host_driver)
             connection = libvirt.open(hypervisor.uri)
@@ -291,7 +297,8 @@ class ColdMigrationTest(TwoHostsTestCase):
         self.b.remove_shared_storage_marker(self.uuid, marker)
         self.assertFalse(shared)
         moved = self.timed('migrate-disk', self.a.migrate_disk, self.uuid,
-                           self.b.instance_path(self.uuid), shared)
+                           self.b.instance_path(self.uuid), shared,
+                           self.b.migration_target())
         self.assertEqual({'disk': True}, moved)
         self.assertSameContents(self.a.own_disk_path(self.uuid),
                                 self.b.own_disk_path(self.uuid))
@@ -321,3 +328,21 @@ class ColdMigrationTest(TwoHostsTestCase):
         self.assertIsNone(self.domain('a'))
         self.assertFalse(os.path.exists(self.a.instance_path(self.uuid)))
         self.wait_until_ready(self.b)
+
+
+class StreamedColdMigrationTest(ColdMigrationTest):
+    """The disk goes through B's libvirtd (a storage pool and a stream),
+    as between hosts that share no storage and mount nothing."""
+
+    source_disk_transfer = 'stream'
+
+    def test_revert_then_migrate_again_and_confirm(self):
+        log = self.useFixture(fixtures.FakeLogger(level='INFO'))
+        super().test_revert_then_migrate_again_and_confirm()
+        streamed = [line for line in log.output.splitlines()
+                    if line.startswith('Streamed the disk of instance')]
+        self.assertEqual(2, len(streamed), log.output)
+        self.assertIn(self.hypervisors['b'].uri, streamed[0])
+        # The transient pool went with the stream.
+        self.assertEqual([], [pool.name() for pool in
+                              self.connections['b'].listAllStoragePools()])

@@ -22,6 +22,7 @@ class FakeDriver(driver.ComputeDriver):
         self.files = {}   # instance uuid -> set of file names
         self.migration_gate = None
         self.live_migrations = []
+        self.disk_targets = {}   # instance uuid -> migrate_disk()'s target
         self.power_off_calls = []
         self.fail_next = {}
         self.power_off_gate = None
@@ -192,8 +193,10 @@ class FakeDriver(driver.ComputeDriver):
     def remove_shared_storage_marker(self, instance_uuid, marker):
         self.files.get(instance_uuid, set()).discard(marker)
 
-    def migrate_disk(self, instance_uuid, destination_path, shared_storage):
+    def migrate_disk(self, instance_uuid, destination_path, shared_storage,
+                     target=None):
         self._maybe_fail('migrate_disk', instance_uuid)
+        self.disk_targets[instance_uuid] = target
         guest = self.guests[instance_uuid]
         if guest['state'] != driver.SHUTDOWN:
             raise exception.HypervisorError(

@@ -82,13 +82,17 @@ class SourceTest(fake_libvirt.TwoQemuHostsTestCase):
                                   False)
         self.assertIn('power it off first', str(error))
 
-    def test_a_directory_this_host_does_not_see_is_refused(self):
+    def test_an_unseen_directory_without_a_uri_is_refused(self):
+        # A destination older than 1.5 does not send its libvirt URI.
         for path, seen in (('/nowhere/instances/' + UUID, 'does not see'),
                            (self.dir_a, 'own directory')):
-            error = self.assertRaises(exception.MigrationError,
-                                      self.a.migrate_disk, UUID, path, False)
-            self.assertIn(seen, str(error))
-            self.assertIn('(ssh) is not implemented', str(error))
+            for target in (None, {'libvirt_uri': None}):
+                error = self.assertRaises(exception.MigrationError,
+                                          self.a.migrate_disk, UUID, path,
+                                          False, target)
+                self.assertIn(seen, str(error))
+                self.assertIn('older than RPC 1.5', str(error))
+        self.assertIn(UUID, self.conn_a.domains)
 
     def test_confirm_removes_the_original_and_its_files(self):
         self.a.confirm_migration(UUID, False)

@@ -340,6 +340,10 @@ class ColdMigrationTest(TwoHostsTestCase):
         # The original is kept, powered off, for a revert.
         self.assertEqual('shutdown', self.drivers['host-a'].guests[
             instance['uuid']]['state'])
+        # The source learnt where it could stream the disk to (1.5).
+        self.assertEqual({'fake_host': 'host-b'},
+                         self.drivers['host-a'].disk_targets[
+                             instance['uuid']])
         confirmed = self.a.confirm_resize(self.ctxt, done['id'])
         self.assertEqual('confirmed', confirmed['status'])
         self.assertNotIn(instance['uuid'], self.drivers['host-a'].guests)

@@ -450,6 +450,11 @@ class TestWireArguments(_APITestCase):
             self.assertEqual(sorted(wire), sorted(params[2:]), method)
 
 
+# Optional arguments a later version added to 1.4 methods; a 1.4 peer is
+# sent the call without them.
+ARGUMENTS_SINCE_1_5 = {'resize_instance': ['migration_target']}
+
+
 class TestVersion14Methods(_APITestCase):
     """Migrations: new work on topic compute, its continuation on
     compute-alt, every method sent as 1.4 with the endpoint's arguments."""
@@ -517,7 +522,8 @@ class TestVersion14Methods(_APITestCase):
         for method, _args, wire, _topic in self.CASES:
             params = _endpoint_parameters(
                 getattr(manager.ComputeManager, method))
-            self.assertEqual(sorted(wire), sorted(params[2:]), method)
+            self.assertEqual(sorted(list(wire) + ARGUMENTS_SINCE_1_5.get(
+                method, [])), sorted(params[2:]), method)
 
     def test_agent_older_than_1_4_gets_nothing(self):
         self.client.call.return_value = {'service_version': 4}
@@ -542,6 +548,49 @@ class TestVersion14Methods(_APITestCase):
                                    shutdown_timeout=100)
         self.assertEqual(100 + rpcapi.POWER_CALL_MARGIN +
                          rpcapi.DISK_COPY_TIMEOUT, self.clients_made()[-1][3])
+
+
+class TestVersion15ResizeInstance(_APITestCase):
+    """1.5: the destination tells the source where to stream the disk, and
+    sends a source too old to take that the 1.4 call without it."""
+
+    MIGRATION = {'id': UUID, 'kind': 'resize'}
+    TARGET = {'libvirt_uri': 'qemu+tls://hv-1/system'}
+
+    def resize(self, api):
+        api.resize_instance(CTXT, HOST, self.MIGRATION, '/x', False,
+                            migration_target=self.TARGET)
+        return self.client.call.call_args
+
+    def test_current_peer_gets_the_target_as_1_5(self):
+        call = self.resize(self.api())
+        self.assertEqual((HOST, 'compute-alt', '1.5'),
+                         self.clients_made()[-1][:3])
+        self.assertEqual(self.TARGET, call.kwargs['migration_target'])
+        self.assertIn('migration_target', _endpoint_parameters(
+            manager.ComputeManager.resize_instance))
+
+    def test_older_peer_gets_1_4_without_it_and_it_is_logged(self):
+        for api in (self.api('1.4'), self._auto_api(service_version=5)):
+            with self.assertLogs(rpcapi.__name__, logging.INFO) as logs:
+                call = self.resize(api)
+            self.assertEqual((HOST, 'compute-alt', '1.4'),
+                             self.clients_made()[-1][:3])
+            self.assertNotIn('migration_target', call.kwargs)
+            self.assertIn('only copy it through a mounted path',
+                          logs.output[0])
+
+    def test_without_a_target_the_call_stays_1_4(self):
+        self.api().resize_instance(CTXT, HOST, self.MIGRATION, '/x', False)
+        self.assertEqual('1.4', self.clients_made()[-1][2])
+        self.assertNotIn('migration_target',
+                         self.client.call.call_args.kwargs)
+
+    def _auto_api(self, service_version):
+        self.client.call.return_value = {'service_version': service_version}
+        api = self.api('auto')
+        api.version_cap(HOST)
+        return api
 
 
 class TestBuildWithEvents(_APITestCase):

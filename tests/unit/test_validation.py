@@ -265,3 +265,20 @@ class TestBuildRequest(_InvalidInputMixin, base.TestCase):
         image = _image(disk='/var/lib/images/base.qcow2')
         result = validation.build_request(_spec(image=image))
         self.assertEqual(image, result['image'])
+
+
+class TestMigrationTarget(base.TestCase):
+    def test_none_and_short_strings_are_taken_as_a_copy(self):
+        self.assertIsNone(validation.migration_target(None))
+        target = {'libvirt_uri': 'qemu+tls://b/system', 'data_uri': None}
+        result = validation.migration_target(target)
+        self.assertEqual(target, result)
+        self.assertIsNot(target, result)
+
+    def test_anything_else_is_invalid_input(self):
+        for value in ('qemu:///system', ['uri'], {'uri': 5},
+                      {'uri': 'x' * 4097}, {5: 'x'},
+                      {f'k{i}': 'v' for i in range(17)}):
+            error = self.assertRaises(exception.InvalidInput,
+                                      validation.migration_target, value)
+            self.assertIn('migration_target must be an object', str(error))

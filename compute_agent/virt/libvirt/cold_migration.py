@@ -3,15 +3,17 @@
 The guest is powered off on the source. Its own disk, a qcow2 overlay whose
 base image sits at the same absolute path on every host, is copied whole
 into the destination's instance directory (the overlay keeps naming its
-base). This host must see that directory under the path the destination
-gave: on storage both hosts share, or mounted here. Copying to another host
-over the network (ssh) is not implemented. With shared storage nothing is
-copied: the destination uses the very file. The source keeps the guest
+base). With shared storage nothing is copied: the destination uses the
+very file. Otherwise ``[libvirt] cold_migration_disk_transfer`` says how:
+through the filesystem when this host sees the destination's directory
+under the path the destination gave (mounted here), or streamed through
+the destination's libvirtd (disk_stream.py). The source keeps the guest
 defined, and its files, until the migration is confirmed, so that a revert
 only has to start it again. Nothing here is emulated: on libvirt's test
 driver the guests have no disk to copy.
 """
 
+import logging
 import os
 import shutil
 import uuid as uuidlib
@@ -20,10 +22,15 @@ import libvirt
 
 from compute_agent import exception
 from compute_agent.virt.libvirt import domain_guest
+from compute_agent.virt.libvirt import disk_stream
 from compute_agent.virt.libvirt import images
 from compute_agent.virt.libvirt import live_transfer
 
+LOG = logging.getLogger(__name__)
+
 SHARED_STORAGE_MARKER_PREFIX = '.shared-storage-check-'
+# [libvirt] cold_migration_disk_transfer
+AUTO, FILESYSTEM, STREAM = 'auto', 'filesystem', 'stream'
 
 
 class ColdMigrations:
@@ -34,8 +41,9 @@ class ColdMigrations:
     require_off() and guest_xml().
     """
 
-    def __init__(self, driver):
+    def __init__(self, driver, disk_transfer=AUTO):
         self._driver = driver
+        self._disk_transfer = disk_transfer
 
     # -- is the instance directory shared? ------------------------------------
 
@@ -77,7 +85,8 @@ class ColdMigrations:
 
     # -- source ---------------------------------------------------------------
 
-    def migrate_disk(self, instance_uuid, destination_path, shared_storage):
+    def migrate_disk(self, instance_uuid, destination_path, shared_storage,
+                     target=None):
         driver = self._driver
         domain = driver.lookup_or_fail('migrate the disk of', instance_uuid)
         try:
@@ -89,36 +98,80 @@ class ColdMigrations:
                 'read the definition of', instance_uuid, error) from error
         if disk is None:
             return {'disk': False}
-        if not shared_storage:
-            self._check_reachable(instance_uuid, destination_path)
-            copy = os.path.join(destination_path, os.path.basename(disk))
-            try:
-                with images.replaced_atomically(copy) as partial:
-                    shutil.copyfile(disk, partial)
-            except OSError as error:
-                raise live_transfer.failed(
-                    f'copy the disk to {copy} for', instance_uuid,
-                    error) from error
+        if shared_storage:
+            return {'disk': True}
+        unseen = self._unseen(instance_uuid, destination_path)
+        uri = (target or {}).get('libvirt_uri')
+        if self._disk_transfer == STREAM or (
+                self._disk_transfer == AUTO and unseen and uri):
+            self._stream(instance_uuid, disk, destination_path, uri)
+        elif unseen:
+            raise self._no_way_to_copy(destination_path, unseen, uri)
+        else:
+            self._copy(instance_uuid, disk, destination_path)
         return {'disk': True}
 
-    def _check_reachable(self, instance_uuid, destination_path):
+    def _copy(self, instance_uuid, disk, destination_path):
+        copy = os.path.join(destination_path, os.path.basename(disk))
+        try:
+            with images.replaced_atomically(copy) as partial:
+                shutil.copyfile(disk, partial)
+        except OSError as error:
+            raise live_transfer.failed(
+                f'copy the disk to {copy} for', instance_uuid,
+                error) from error
+
+    def _stream(self, instance_uuid, disk, destination_path, uri):
+        if not uri:
+            raise exception.MigrationError(
+                reason='[libvirt] cold_migration_disk_transfer is "stream" '
+                       'but the destination did not say its libvirt URI: '
+                       'it runs a compute-agent older than RPC 1.5')
+        if not os.path.isabs(destination_path):
+            raise exception.MigrationError(
+                reason=f'the destination\'s instance directory '
+                       f'{destination_path!r} is not an absolute path')
+        try:
+            size, seconds = disk_stream.upload(
+                uri, destination_path, disk,
+                disk_stream.POOL_PREFIX + instance_uuid)
+        except disk_stream.StreamError as error:
+            raise live_transfer.failed(
+                f'stream the disk to {uri} for', instance_uuid,
+                error) from error
+        LOG.info('Streamed the disk of instance %s to %s on %s: %d bytes '
+                 'in %.1f s', instance_uuid, destination_path, uri, size,
+                 seconds)
+
+    def _unseen(self, instance_uuid, destination_path):
+        """Why this host cannot copy into destination_path through its own
+        filesystem, or None when it can."""
         own_dir = self._driver.instance_path(instance_uuid)
         if not os.path.isabs(destination_path):
-            seen = 'which is not an absolute path'
-        elif not os.path.isdir(os.path.dirname(
+            return 'which is not an absolute path'
+        if not os.path.isdir(os.path.dirname(
                 os.path.normpath(destination_path))):
-            seen = 'which this host does not see'
-        elif os.path.realpath(destination_path) == os.path.realpath(own_dir):
-            seen = 'which is this host\'s own directory for the instance'
+            return 'which this host does not see'
+        if os.path.realpath(destination_path) == os.path.realpath(own_dir):
+            return 'which is this host\'s own directory for the instance'
+        return None
+
+    def _no_way_to_copy(self, destination_path, unseen, uri):
+        if self._disk_transfer == FILESYSTEM:
+            how = ('mount the destination\'s instances directory here under '
+                   'that path, keep instances on storage both hosts share, '
+                   'or set [libvirt] cold_migration_disk_transfer to auto '
+                   'to stream the disk through the destination\'s libvirtd')
         else:
-            return
-        raise exception.MigrationError(
+            how = ('the destination did not say its libvirt URI to stream '
+                   'the disk to (it runs a compute-agent older than RPC '
+                   '1.5): upgrade it, mount its instances directory here '
+                   'under that path, or keep instances on storage both '
+                   'hosts share')
+        return exception.MigrationError(
             reason=f'without shared storage a cold migration copies the '
                    f'disk into the destination\'s instance directory '
-                   f'{destination_path}, {seen}: mount the destination\'s '
-                   f'instances directory here under that path, or keep '
-                   f'instances on storage both hosts share. Copying to '
-                   f'another host over the network (ssh) is not implemented')
+                   f'{destination_path}, {unseen}: {how}')
 
     def confirm_migration(self, instance_uuid, shared_storage):
         try:

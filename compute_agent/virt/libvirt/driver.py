@@ -42,11 +42,15 @@ class LibvirtDriver(driver.ComputeDriver):
         data is sent to; None: libvirt's choice.
     :param live_migration_bandwidth: MiB/s for outgoing live migrations,
         0 for unlimited.
+    :param cold_migration_disk_transfer: how an outgoing cold migration
+        copies the disk without shared storage: 'auto', 'filesystem' or
+        'stream' (cold_migration.py).
     """
 
     def __init__(self, connection_uri, virt_type, state_path,
                  live_migration_uri=None, live_migration_inbound_addr=None,
-                 live_migration_bandwidth=0):
+                 live_migration_bandwidth=0,
+                 cold_migration_disk_transfer=cold_migration.AUTO):
         self._host = libvirt_host.Host(connection_uri)
         self._virt_type = virt_type
         self._instances_path = os.path.join(state_path, 'instances')
@@ -56,7 +60,8 @@ class LibvirtDriver(driver.ComputeDriver):
             self, migration_uri=live_migration_uri,
             inbound_addr=live_migration_inbound_addr,
             bandwidth=live_migration_bandwidth)
-        self._cold = cold_migration.ColdMigrations(self)
+        self._cold = cold_migration.ColdMigrations(
+            self, cold_migration_disk_transfer)
 
     def init_host(self, host):
         connection = self._host.connect()
@@ -388,9 +393,10 @@ class LibvirtDriver(driver.ComputeDriver):
     def remove_shared_storage_marker(self, instance_uuid, marker):
         self._cold.remove_shared_storage_marker(instance_uuid, marker)
 
-    def migrate_disk(self, instance_uuid, destination_path, shared_storage):
+    def migrate_disk(self, instance_uuid, destination_path, shared_storage,
+                     target=None):
         return self._cold.migrate_disk(instance_uuid, destination_path,
-                                       shared_storage)
+                                       shared_storage, target)
 
     def finish_migration(self, instance_uuid, name, vcpus, memory_mb, image,
                          has_disk, power_on):

@@ -108,6 +108,8 @@ class ManagerBase:
         self._work = background.BackgroundWork()
         self._migrations_lock = threading.Lock()
         self._live_controls = {}    # migration id -> MigrationControl
+        self._disk_copies = {}      # migration id -> MigrationControl
+        self._drain_deadline = None
         self._incoming_holds = {}   # migration id -> background.Hold
 
     # -- start-up and shutdown ----------------------------------------------
@@ -130,11 +132,15 @@ class ManagerBase:
 
     def drain_started(self, deadline):
         """The service stopped taking new work: cancel what has not
-        started, and make live migrations end before deadline (a
-        time.monotonic() value, or None for no deadline)."""
+        started, and make live migrations and cold migrations' disk
+        copies end before deadline (a time.monotonic() value, or None for
+        no deadline)."""
         self._work.begin_drain()
         if deadline is not None:
+            with self._migrations_lock:
+                self._drain_deadline = deadline
             self._abort_live_migrations_before(deadline)
+            self._stop_disk_copies_before(deadline)
 
     def _settle_interrupted_migrations(self):
         for migration in self._db.list_migrations(

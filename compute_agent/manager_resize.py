@@ -29,12 +29,18 @@ from compute_agent import peers
 from compute_agent import rpcapi
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
+from compute_agent.virt import migration as virt_migration
 
 LOG = logging.getLogger(__name__)
 
 remotable = base.remotable
 
 RESIZED = 'resized'
+# A disk copy still running this long before the drain deadline is
+# stopped, leaving time to restart the original guest and answer.
+DISK_COPY_STOP_MARGIN = 10
+DISK_COPY_STOP_REASON = ('the agent is shutting down and the copy would '
+                         'not finish within graceful_shutdown_timeout')
 
 
 class ResizeMixin:
@@ -231,8 +237,8 @@ class ResizeMixin:
             try:
                 report.power_off = self._power_off(
                     ctxt, record, clean, timeout, migration['kind'])
-                disk = self._driver.migrate_disk(uuid, destination_path,
-                                                 shared, target)
+                disk = self._copy_disk(migration['id'], uuid,
+                                       destination_path, shared, target)
                 with peers.calling(dest, 'start the migrated instance'):
                     self._peers.finish_resize(
                         ctxt, dest, migration=migration,
@@ -254,6 +260,34 @@ class ResizeMixin:
                      'is kept here until the migration is confirmed', uuid,
                      dest, migration['kind'], migration['id'])
             return {'power_off': report.power_off, 'has_disk': disk['disk']}
+
+    def _copy_disk(self, migration_id, uuid, destination_path, shared,
+                   target):
+        """migrate_disk(), stopped before the drain deadline so that the
+        guest is restarted here rather than cut off mid-copy."""
+        control = virt_migration.MigrationControl()
+        with self._migrations_lock:
+            self._disk_copies[migration_id] = control
+            deadline = self._drain_deadline
+        if deadline is not None:
+            control.set_deadline(deadline - DISK_COPY_STOP_MARGIN,
+                                 DISK_COPY_STOP_REASON)
+        try:
+            return self._driver.migrate_disk(uuid, destination_path, shared,
+                                             target, control)
+        finally:
+            with self._migrations_lock:
+                self._disk_copies.pop(migration_id, None)
+
+    def _stop_disk_copies_before(self, deadline):
+        with self._migrations_lock:
+            controls = list(self._disk_copies.items())
+        for migration_id, control in controls:
+            LOG.info('The disk copy of migration %s will be stopped if it '
+                     'has not finished %.0f s before the drain deadline',
+                     migration_id, DISK_COPY_STOP_MARGIN)
+            control.set_deadline(deadline - DISK_COPY_STOP_MARGIN,
+                                 DISK_COPY_STOP_REASON)
 
     def _restart_original(self, uuid, was_running):
         try:

@@ -176,13 +176,14 @@ class ComputeDriver(abc.ABC):
 
     @abc.abstractmethod
     def migrate_disk(self, instance_uuid, destination_path, shared_storage,
-                     target=None):
+                     target=None, control=None):
         """On the source, with the guest powered off: copy its own disk
         into destination_path (the destination's instance_path()), unless
         shared_storage; target is the destination's migration_target(),
-        None from a destination too old to send it. Returns {'disk':
-        bool}: whether the guest has a disk of its own. The guest stays
-        defined here for a revert."""
+        None from a destination too old to send it. A copy stops, leaving
+        no partial file, when control (a MigrationControl) gives an abort
+        reason. Returns {'disk': bool}: whether the guest has a disk of
+        its own. The guest stays defined here for a revert."""
 
     @abc.abstractmethod
     def finish_migration(self, instance_uuid, name, vcpus, memory_mb, image,

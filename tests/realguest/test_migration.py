@@ -30,6 +30,8 @@ SLOW_BANDWIDTH = 4
 
 class TwoHostsTestCase(testtools.TestCase):
     source_bandwidth = 0
+    # [libvirt] cold_migration_disk_transfer of the source's agent.
+    source_disk_transfer = 'auto'
 
     def setUp(self):
         super().setUp()
@@ -43,8 +45,12 @@ class TwoHostsTestCase(testtools.TestCase):
         self.clients = {}
         for role in ('source', 'dest'):
             hypervisor = self.useFixture(libvirtd.PrivateLibvirtd(role))
-            config = {'libvirt': {'live_migration_bandwidth': str(
-                self.source_bandwidth if role == 'source' else 0)}}
+            config = {'libvirt': {
+                'live_migration_bandwidth': str(
+                    self.source_bandwidth if role == 'source' else 0),
+                'cold_migration_disk_transfer': (
+                    self.source_disk_transfer if role == 'source'
+                    else 'auto')}}
             agent = self.useFixture(agent_fixture.AgentProcess(
                 self.broker.transport_url, connection_uri=hypervisor.uri,
                 host=f'{role}-{uuid.uuid4().hex[:6]}', virt_type='qemu',
@@ -152,7 +158,7 @@ class LiveMigrationTest(TwoHostsTestCase):
         self.migrate_and_sigterm('dest')
 
 
-class ColdMigrationTest(TwoHostsTestCase):
+class _ColdMigrationTestCase(TwoHostsTestCase):
     def migrate_and_sigterm(self, role):
         # The guest ignores ACPI: the source's power-off waits out its
         # 8 s timeout, with the migration in flight on both hosts.
@@ -178,16 +184,32 @@ class ColdMigrationTest(TwoHostsTestCase):
         self.wait_until_ready('dest', guest)
         return guest, done
 
+
+class StreamedColdMigrationTest(_ColdMigrationTestCase):
+    """The source streams the disk through the destination's libvirtd,
+    as between hosts that share no storage, while it drains."""
+
+    source_disk_transfer = 'stream'
+
     def test_sigterm_of_the_source_mid_flight_then_confirm(self):
         guest, done = self.migrate_and_sigterm('source')
+        self.assertIn(f'Streamed the disk of instance {guest} to',
+                      self.agents['source'].log_text())
         confirmed = self.clients['source'].call('confirm_resize',
                                                 migration_id=done['id'])
         self.assertEqual('confirmed', confirmed['status'])
         self.assertIsNone(self.libvirt_state('source', guest))
         self.assertRunsOn('dest', guest)
 
+
+class ColdMigrationTest(_ColdMigrationTestCase):
+    """The source copies the disk through the filesystem: it sees the
+    destination's instance directory (both run on this machine)."""
+
     def test_sigterm_of_the_destination_mid_flight_then_revert(self):
         guest, done = self.migrate_and_sigterm('dest')
+        self.assertNotIn('Streamed the disk',
+                         self.agents['source'].log_text())
         original = self.clients['dest'].call('revert_resize',
                                              migration_id=done['id'])
         self.assertEqual(128, original['flavor']['memory_mb'])

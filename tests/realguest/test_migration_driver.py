@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
+from unittest import mock
 from xml.etree import ElementTree as ET
 
 import fixtures
@@ -26,6 +27,7 @@ from testtools import content
 from compute_agent import exception
 from compute_agent.virt import driver
 from compute_agent.virt import migration as virt_migration
+from compute_agent.virt.libvirt import disk_stream
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from tests.fixtures.polling import wait_for
 from tests.realguest import libvirtd
@@ -346,3 +348,26 @@ class StreamedColdMigrationTest(ColdMigrationTest):
         # The transient pool went with the stream.
         self.assertEqual([], [pool.name() for pool in
                               self.connections['b'].listAllStoragePools()])
+
+    def test_a_stream_stopped_mid_copy_leaves_nothing_on_b(self):
+        self.spawn(with_disk=True)
+        self.a.power_off(self.uuid, False, 0, 10)
+        # More than one chunk: the stop comes after B got some of it.
+        self.write_pattern(self.a.own_disk_path(self.uuid))
+        self.useFixture(fixtures.MockPatchObject(disk_stream, 'CHUNK',
+                                                 64 * 1024))
+        self.assertGreater(os.path.getsize(self.a.own_disk_path(self.uuid)),
+                           disk_stream.CHUNK)
+        answers = iter([None, 'the agent is shutting down'])
+        control = mock.Mock(abort_reason=lambda: next(answers, 'again'))
+        error = self.assertRaises(
+            exception.MigrationError, self.a.migrate_disk, self.uuid,
+            self.b.instance_path(self.uuid), False,
+            self.b.migration_target(), control)
+        self.assertIn('was stopped, the instance stays on this host: the '
+                      'agent is shutting down', str(error))
+        self.assertFalse(os.path.exists(self.b.own_disk_path(self.uuid)))
+        self.assertEqual([], self.connections['b'].listAllStoragePools())
+        # The original is untouched: it starts and boots again on A.
+        self.a.finish_revert_migration(self.uuid, True)
+        self.wait_until_ready(self.a)

@@ -1,6 +1,7 @@
 """Fakes for unit tests: a hypervisor driver held in memory."""
 
 import threading
+import time
 import uuid as uuid_lib
 
 from compute_agent import exception
@@ -23,6 +24,7 @@ class FakeDriver(driver.ComputeDriver):
         self.migration_gate = None
         self.live_migrations = []
         self.disk_targets = {}   # instance uuid -> migrate_disk()'s target
+        self.disk_copy_gate = None
         self.power_off_calls = []
         self.fail_next = {}
         self.power_off_gate = None
@@ -194,9 +196,18 @@ class FakeDriver(driver.ComputeDriver):
         self.files.get(instance_uuid, set()).discard(marker)
 
     def migrate_disk(self, instance_uuid, destination_path, shared_storage,
-                     target=None):
+                     target=None, control=None):
         self._maybe_fail('migrate_disk', instance_uuid)
         self.disk_targets[instance_uuid] = target
+        if self.disk_copy_gate:
+            # A copy that takes until released, or until told to stop.
+            while not self.disk_copy_gate.released():
+                self.disk_copy_gate.entered.set()
+                reason = control.abort_reason() if control else None
+                if reason:
+                    raise exception.MigrationError(
+                        reason=f'the disk copy was stopped: {reason}')
+                time.sleep(0.01)
         guest = self.guests[instance_uuid]
         if guest['state'] != driver.SHUTDOWN:
             raise exception.HypervisorError(

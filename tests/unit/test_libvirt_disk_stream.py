@@ -10,6 +10,7 @@ import fixtures
 import libvirt
 
 from compute_agent import exception
+from compute_agent.virt import migration as virt_migration
 from compute_agent.virt.libvirt import cold_migration
 from compute_agent.virt.libvirt import disk_stream
 from tests.unit import base
@@ -38,10 +39,11 @@ class TransferChoiceTest(fake_libvirt.TwoQemuHostsTestCase):
         return source
 
     def assertStreamed(self, destination_path):
-        self.upload.assert_called_once_with(
-            TARGET['libvirt_uri'], destination_path,
-            os.path.join(self.dir_a, 'disk.qcow2'),
-            disk_stream.POOL_PREFIX + UUID)
+        self.upload.assert_called_once()
+        self.assertEqual((TARGET['libvirt_uri'], destination_path,
+                          os.path.join(self.dir_a, 'disk.qcow2'),
+                          disk_stream.POOL_PREFIX + UUID),
+                         self.upload.call_args.args[:4])
 
     def test_auto_streams_to_a_directory_this_host_does_not_see(self):
         path = '/var/lib/elsewhere/instances/' + UUID
@@ -100,6 +102,22 @@ class TransferChoiceTest(fake_libvirt.TwoQemuHostsTestCase):
         self.assertIn('no route', str(error))
         self.assertIn(UUID, self.conn_a.domains)
 
+    def test_a_stopped_copy_leaves_no_partial_file_and_keeps_the_guest(
+            self):
+        control = virt_migration.MigrationControl()
+        control.request_abort('the agent is shutting down')
+        for source in (self.a, self.source(cold_migration.STREAM)):
+            self.upload.side_effect = disk_stream.CopyStopped(
+                'the agent is shutting down')
+            error = self.assertRaises(exception.MigrationError,
+                                      source.migrate_disk, UUID, self.dir_b,
+                                      False, TARGET, control)
+            self.assertIn(f'the disk copy of instance {UUID} was stopped, '
+                          f'the instance stays on this host: the agent is '
+                          f'shutting down', str(error))
+            self.assertEqual([], os.listdir(self.dir_b))
+            self.assertIn(UUID, self.conn_a.domains)
+
 
 class UploadFailureTest(base.TestCase):
     """What disk_stream leaves on the destination when a step fails: no
@@ -154,6 +172,35 @@ class UploadFailureTest(base.TestCase):
         self.volume.delete.assert_called_once_with(0)
         self.pool.destroy.assert_called_once_with()
         self.connection.close.assert_called_once_with()
+
+    def test_should_stop_ends_the_upload_and_removes_the_copy(self):
+        reasons = iter([None, 'shutting down'])
+        sent = []
+
+        def send_all(handler, opaque):
+            while chunk := handler(self.stream, 64, opaque):
+                sent.append(chunk)
+        self.stream.sendAll.side_effect = send_all
+        error = self.assertRaises(
+            disk_stream.CopyStopped, disk_stream.upload,
+            'qemu+tls://b/system', '/dest/' + UUID, self.path, 'pool-1',
+            lambda: next(reasons))
+        self.assertEqual('shutting down', str(error))
+        self.assertEqual([b'x' * 64], sent)
+        self.stream.finish.assert_not_called()
+        self.volume.delete.assert_called_once_with(0)
+        self.pool.destroy.assert_called_once_with()
+
+    def test_copy_file_checks_before_each_chunk(self):
+        copy = self.path + '.copy'
+        calls = []
+        disk_stream.copy_file(self.path, copy, lambda: calls.append(1))
+        with open(copy, 'rb') as copied:
+            self.assertEqual(b'x' * 100, copied.read())
+        # One check per chunk, and one before the read that finds the end.
+        self.assertEqual(2, len(calls))
+        self.assertRaises(disk_stream.CopyStopped, disk_stream.copy_file,
+                          self.path, copy, lambda: 'stop')
 
     def test_a_stale_copy_and_pool_are_replaced(self):
         stale_pool = mock.Mock(name='stale_pool')

@@ -17,6 +17,7 @@ from compute_agent import exception
 from compute_agent import image_store
 from compute_agent import manager
 from compute_agent import manager_base
+from compute_agent import manager_resize as resize
 from compute_agent import tracker
 from tests.fixtures.polling import wait_for
 from tests.unit import base
@@ -454,6 +455,56 @@ class ColdMigrationTest(TwoHostsTestCase):
                 self.b, migration['id'])['status'])
         self.assertEqual('active', self.a.get_instance(
             self.ctxt, third['uuid'])['vm_state'])
+
+    def test_a_disk_copy_at_the_drain_deadline_stops_and_the_guest_stays(
+            self):
+        # The source's SIGTERM comes mid-copy; a copy that would outlast
+        # the drain is stopped before the deadline, the original restarted.
+        instance = self.boot()
+        gate = self.drivers['host-a'].disk_copy_gate = fakes.BlockingGate()
+        migration = self.b.prep_resize(self.ctxt, instance['uuid'], None,
+                                       'host-a')
+        self.assertTrue(gate.entered.wait(5))
+        deadline = time.monotonic() + resize.DISK_COPY_STOP_MARGIN + 0.3
+        self.a.drain_started(deadline)
+        done = self.wait_final(self.b, migration['id'])
+        self.assertLess(time.monotonic(), deadline)
+        self.assertFalse(gate.released())
+        self.assertEqual('failed', done['status'])
+        self.assertIn('the disk copy was stopped', done['message'])
+        self.assertIn('graceful_shutdown_timeout', done['message'])
+        record = self.a.get_instance(self.ctxt, instance['uuid'])
+        self.assertEqual(('host-a', 'active', None, 'running'),
+                         (record['host'], record['vm_state'],
+                          record['task_state'], record['power_state']))
+        self.assertNotIn(instance['uuid'], self.drivers['host-b'].guests)
+
+    def test_a_copy_asked_for_during_the_drain_has_the_deadline_at_once(
+            self):
+        instance = self.boot()
+        gate = self.drivers['host-a'].disk_copy_gate = fakes.BlockingGate()
+        # Draining already: resize_instance still comes, on compute-alt.
+        self.a.drain_started(time.monotonic() +
+                             resize.DISK_COPY_STOP_MARGIN + 0.5)
+        migration = self.b.prep_resize(self.ctxt, instance['uuid'], None,
+                                       'host-a')
+        done = self.wait_final(self.b, migration['id'])
+        self.assertEqual('failed', done['status'])
+        self.assertIn('the disk copy was stopped', done['message'])
+        self.assertEqual('running', self.a.get_instance(
+            self.ctxt, instance['uuid'])['power_state'])
+        gate.release()
+
+    def test_a_copy_that_ends_in_time_is_not_stopped(self):
+        instance = self.boot()
+        gate = self.drivers['host-a'].disk_copy_gate = fakes.BlockingGate()
+        migration = self.b.prep_resize(self.ctxt, instance['uuid'], None,
+                                       'host-a')
+        self.assertTrue(gate.entered.wait(5))
+        self.a.drain_started(time.monotonic() + 60)
+        gate.release()
+        self.assertEqual('completed',
+                         self.wait_final(self.b, migration['id'])['status'])
 
 
 class EventTest(TwoHostsTestCase):

@@ -86,7 +86,7 @@ class ColdMigrations:
     # -- source ---------------------------------------------------------------
 
     def migrate_disk(self, instance_uuid, destination_path, shared_storage,
-                     target=None):
+                     target=None, control=None):
         driver = self._driver
         domain = driver.lookup_or_fail('migrate the disk of', instance_uuid)
         try:
@@ -102,26 +102,36 @@ class ColdMigrations:
             return {'disk': True}
         unseen = self._unseen(instance_uuid, destination_path)
         uri = (target or {}).get('libvirt_uri')
-        if self._disk_transfer == STREAM or (
-                self._disk_transfer == AUTO and unseen and uri):
-            self._stream(instance_uuid, disk, destination_path, uri)
-        elif unseen:
-            raise self._no_way_to_copy(destination_path, unseen, uri)
-        else:
-            self._copy(instance_uuid, disk, destination_path)
+        should_stop = control.abort_reason if control else (lambda: None)
+        try:
+            if self._disk_transfer == STREAM or (
+                    self._disk_transfer == AUTO and unseen and uri):
+                self._stream(instance_uuid, disk, destination_path, uri,
+                             should_stop)
+            elif unseen:
+                raise self._no_way_to_copy(destination_path, unseen, uri)
+            else:
+                self._copy(instance_uuid, disk, destination_path,
+                           should_stop)
+        except disk_stream.CopyStopped as stopped:
+            raise exception.MigrationError(
+                reason=f'the disk copy of instance {instance_uuid} was '
+                       f'stopped, the instance stays on this host: '
+                       f'{stopped}') from stopped
         return {'disk': True}
 
-    def _copy(self, instance_uuid, disk, destination_path):
+    def _copy(self, instance_uuid, disk, destination_path, should_stop):
         copy = os.path.join(destination_path, os.path.basename(disk))
         try:
             with images.replaced_atomically(copy) as partial:
-                shutil.copyfile(disk, partial)
+                disk_stream.copy_file(disk, partial, should_stop)
         except OSError as error:
             raise live_transfer.failed(
                 f'copy the disk to {copy} for', instance_uuid,
                 error) from error
 
-    def _stream(self, instance_uuid, disk, destination_path, uri):
+    def _stream(self, instance_uuid, disk, destination_path, uri,
+                should_stop):
         if not uri:
             raise exception.MigrationError(
                 reason='[libvirt] cold_migration_disk_transfer is "stream" '
@@ -134,7 +144,7 @@ class ColdMigrations:
         try:
             size, seconds = disk_stream.upload(
                 uri, destination_path, disk,
-                disk_stream.POOL_PREFIX + instance_uuid)
+                disk_stream.POOL_PREFIX + instance_uuid, should_stop)
         except disk_stream.StreamError as error:
             raise live_transfer.failed(
                 f'stream the disk to {uri} for', instance_uuid,

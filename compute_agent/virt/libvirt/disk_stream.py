@@ -32,6 +32,29 @@ class StreamError(Exception):
     """The upload failed; the message says at which step."""
 
 
+class CopyStopped(Exception):
+    """should_stop() gave a reason; the message is that reason."""
+
+
+def _reader(source, should_stop):
+    """The next chunk of source, or CopyStopped when asked to stop."""
+    def read(size=CHUNK):
+        reason = should_stop()
+        if reason:
+            raise CopyStopped(reason)
+        return source.read(min(size, CHUNK))
+    return read
+
+
+def copy_file(path, copy, should_stop):
+    """Copy path to copy in chunks, checking should_stop() (a reason to
+    stop, or None) before each; the caller removes a partial copy."""
+    with open(path, 'rb') as source, open(copy, 'wb') as target:
+        read = _reader(source, should_stop)
+        while chunk := read():
+            target.write(chunk)
+
+
 def _pool_xml(name, directory):
     return (f'<pool type="dir"><name>{saxutils.escape(name)}</name>'
             f'<target><path>{saxutils.escape(directory)}</path></target>'
@@ -48,13 +71,15 @@ def _volume_xml(name, size):
             f'</target></volume>')
 
 
-def upload(uri, directory, path, pool_name):
+def upload(uri, directory, path, pool_name, should_stop=lambda: None):
     """Send the file at path into directory on the libvirtd at uri, under
     the file's own name. Returns (bytes sent, seconds taken).
 
     :param pool_name: names the transient pool; unique per instance, so
         that a pool left by an earlier attempt that died is recognised
         and replaced.
+    :param should_stop: called before each chunk; a reason it returns
+        stops the upload with CopyStopped, the partial copy removed.
     """
     started = time.monotonic()
     size = os.path.getsize(path)
@@ -73,7 +98,7 @@ def upload(uri, directory, path, pool_name):
             _remove_stale_copy(pool, name)
             volume = pool.createXML(_volume_xml(name, size), 0)
             step = f'send {size} bytes to {directory} there'
-            _send(connection, volume, path, size)
+            _send(connection, volume, path, size, should_stop)
         finally:
             _destroy_quietly(pool)
     except libvirt.libvirtError as error:
@@ -107,13 +132,14 @@ def _remove_stale_copy(pool, name):
             raise
 
 
-def _send(connection, volume, path, size):
+def _send(connection, volume, path, size, should_stop):
     stream = connection.newStream(0)
     try:
         volume.upload(stream, 0, size, 0)
         with open(path, 'rb') as source:
-            stream.sendAll(lambda _stream, nbytes, _opaque:
-                           source.read(min(nbytes, CHUNK)), None)
+            read = _reader(source, should_stop)
+            stream.sendAll(lambda _stream, nbytes, _opaque: read(nbytes),
+                           None)
         stream.finish()
     except BaseException:
         # A half-written file must not pass for the disk.

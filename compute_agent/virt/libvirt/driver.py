@@ -394,9 +394,9 @@ class LibvirtDriver(driver.ComputeDriver):
         self._cold.remove_shared_storage_marker(instance_uuid, marker)
 
     def migrate_disk(self, instance_uuid, destination_path, shared_storage,
-                     target=None):
+                     target=None, control=None):
         return self._cold.migrate_disk(instance_uuid, destination_path,
-                                       shared_storage, target)
+                                       shared_storage, target, control)
 
     def finish_migration(self, instance_uuid, name, vcpus, memory_mb, image,
                          has_disk, power_on):

@@ -32,6 +32,15 @@ from compute_agent.virt import driver as virt_driver
 from compute_agent.virt.libvirt import power as virt_power
 
 LOG = logging.getLogger(__name__)
+# A live migration or disk copy still running this long before the drain
+# deadline is stopped: time to leave the guest on the source and answer.
+DRAIN_STOP_MARGIN = 10.0
+
+
+def drain_stop_reason(what):
+    return (f'the agent is shutting down and the {what} would not finish '
+            f'within graceful_shutdown_timeout')
+
 
 ACTIVE, STOPPED, BUILDING, ERROR, DELETED = (
     'active', 'stopped', 'building', 'error', 'deleted')
@@ -136,11 +145,21 @@ class ManagerBase:
         copies end before deadline (a time.monotonic() value, or None for
         no deadline)."""
         self._work.begin_drain()
-        if deadline is not None:
-            with self._migrations_lock:
-                self._drain_deadline = deadline
-            self._abort_live_migrations_before(deadline)
-            self._stop_disk_copies_before(deadline)
+        if deadline is None:
+            return
+        with self._migrations_lock:
+            self._drain_deadline = deadline
+            running = [(migration_id, control, 'live migration')
+                       for migration_id, control
+                       in self._live_controls.items()] + [
+                (migration_id, control, 'disk copy')
+                for migration_id, control in self._disk_copies.items()]
+        for migration_id, control, what in running:
+            LOG.info('The %s of migration %s will be stopped if it has not '
+                     'finished %.0f s before the drain deadline', what,
+                     migration_id, DRAIN_STOP_MARGIN)
+            control.set_deadline(deadline - DRAIN_STOP_MARGIN,
+                                 drain_stop_reason(what))
 
     def _settle_interrupted_migrations(self):
         for migration in self._db.list_migrations(

@@ -12,7 +12,7 @@ background work, which the SIGTERM drain waits for:
 
 A migration still queued when the drain begins is cancelled and the
 instance is left as it was. One running when the drain begins goes on,
-but is aborted LIVE_MIGRATION_ABORT_MARGIN seconds before the drain's
+but is aborted base.DRAIN_STOP_MARGIN seconds before the drain's
 deadline, so that the guest is back running on the source, and the
 destination told so, before the agent has to exit: never half-moved.
 
@@ -38,7 +38,6 @@ remotable = base.remotable
 
 # Rolling back takes an abortJob, one call to the destination and a
 # record update; this leaves room for them before the drain's deadline.
-LIVE_MIGRATION_ABORT_MARGIN = 10.0
 # How much longer than the completion timeout a destination waits for
 # the source to say how an incoming migration ended (without a completion
 # timeout: a day; the drain's own deadline still applies).
@@ -243,19 +242,6 @@ class LiveMigrationMixin:
         LOG.info('Forced completion of live migration %s requested',
                  migration['id'])
         return self._db.get_migration(migration['id'])
-
-    def _abort_live_migrations_before(self, deadline):
-        """The drain's deadline: abort what would still run then."""
-        with self._migrations_lock:
-            controls = list(self._live_controls.items())
-        for migration_id, control in controls:
-            LOG.info('Live migration %s will be aborted if it has not '
-                     'finished %.0f s before the drain deadline',
-                     migration_id, LIVE_MIGRATION_ABORT_MARGIN)
-            control.set_deadline(
-                deadline - LIVE_MIGRATION_ABORT_MARGIN,
-                'the agent is shutting down and the migration would not '
-                'finish within graceful_shutdown_timeout')
 
     # -- destination ----------------------------------------------------------
 

@@ -36,11 +36,6 @@ LOG = logging.getLogger(__name__)
 remotable = base.remotable
 
 RESIZED = 'resized'
-# A disk copy still running this long before the drain deadline is
-# stopped, leaving time to restart the original guest and answer.
-DISK_COPY_STOP_MARGIN = 10
-DISK_COPY_STOP_REASON = ('the agent is shutting down and the copy would '
-                         'not finish within graceful_shutdown_timeout')
 
 
 class ResizeMixin:
@@ -270,24 +265,14 @@ class ResizeMixin:
             self._disk_copies[migration_id] = control
             deadline = self._drain_deadline
         if deadline is not None:
-            control.set_deadline(deadline - DISK_COPY_STOP_MARGIN,
-                                 DISK_COPY_STOP_REASON)
+            control.set_deadline(deadline - base.DRAIN_STOP_MARGIN,
+                                 base.drain_stop_reason('disk copy'))
         try:
             return self._driver.migrate_disk(uuid, destination_path, shared,
                                              target, control)
         finally:
             with self._migrations_lock:
                 self._disk_copies.pop(migration_id, None)
-
-    def _stop_disk_copies_before(self, deadline):
-        with self._migrations_lock:
-            controls = list(self._disk_copies.items())
-        for migration_id, control in controls:
-            LOG.info('The disk copy of migration %s will be stopped if it '
-                     'has not finished %.0f s before the drain deadline',
-                     migration_id, DISK_COPY_STOP_MARGIN)
-            control.set_deadline(deadline - DISK_COPY_STOP_MARGIN,
-                                 DISK_COPY_STOP_REASON)
 
     def _restart_original(self, uuid, was_running):
         try:

@@ -17,7 +17,6 @@ from compute_agent import exception
 from compute_agent import image_store
 from compute_agent import manager
 from compute_agent import manager_base
-from compute_agent import manager_resize as resize
 from compute_agent import tracker
 from tests.fixtures.polling import wait_for
 from tests.unit import base
@@ -262,7 +261,7 @@ class LiveMigrationTest(TwoHostsTestCase):
         self.assertEqual('queued', self.a.get_migration(
             self.ctxt, queued['id'])['status'])
         deadline = time.monotonic() + \
-            manager.manager_migrate.LIVE_MIGRATION_ABORT_MARGIN + 0.5
+            manager_base.DRAIN_STOP_MARGIN + 0.5
         self.a.drain_started(deadline)
         cancelled = self.wait_final(self.a, queued['id'])
         self.assertEqual('cancelled', cancelled['status'])
@@ -465,7 +464,7 @@ class ColdMigrationTest(TwoHostsTestCase):
         migration = self.b.prep_resize(self.ctxt, instance['uuid'], None,
                                        'host-a')
         self.assertTrue(gate.entered.wait(5))
-        deadline = time.monotonic() + resize.DISK_COPY_STOP_MARGIN + 0.3
+        deadline = time.monotonic() + manager_base.DRAIN_STOP_MARGIN + 0.3
         self.a.drain_started(deadline)
         done = self.wait_final(self.b, migration['id'])
         self.assertLess(time.monotonic(), deadline)
@@ -485,7 +484,7 @@ class ColdMigrationTest(TwoHostsTestCase):
         gate = self.drivers['host-a'].disk_copy_gate = fakes.BlockingGate()
         # Draining already: resize_instance still comes, on compute-alt.
         self.a.drain_started(time.monotonic() +
-                             resize.DISK_COPY_STOP_MARGIN + 0.5)
+                             manager_base.DRAIN_STOP_MARGIN + 0.5)
         migration = self.b.prep_resize(self.ctxt, instance['uuid'], None,
                                        'host-a')
         done = self.wait_final(self.b, migration['id'])

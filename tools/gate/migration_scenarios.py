@@ -205,6 +205,13 @@ class _ColdMigrationSigterm(_MigrationScenario):
                guests.SHUT_OFF,
                f'virsh on {source.name}: the original of {instance_uuid} '
                f'is not kept off for a revert')
+        # Across the source's restart, if it was SIGTERMed: the whole
+        # journal, not the last run's.
+        with open(source.agent.journal, errors='replace') as journal:
+            streamed = (f'Streamed the disk of instance {instance_uuid}'
+                        in journal.read())
+        expect(streamed, f'{source.name} did not stream the disk of '
+                         f'{instance_uuid} through {dest.name}\'s libvirtd')
         return instance_uuid, migration
 
     def run_migration(self, deployment):

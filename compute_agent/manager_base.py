@@ -33,7 +33,8 @@ from compute_agent.virt.libvirt import power as virt_power
 
 LOG = logging.getLogger(__name__)
 # A live migration or disk copy still running this long before the drain
-# deadline is stopped: time to leave the guest on the source and answer.
+# deadline is stopped: room to put the guest back on the source (an
+# abortJob and a rollback call, or a restart) and answer before the exit.
 DRAIN_STOP_MARGIN = 10.0
 
 

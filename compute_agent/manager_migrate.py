@@ -36,8 +36,6 @@ LOG = logging.getLogger(__name__)
 
 remotable = base.remotable
 
-# Rolling back takes an abortJob, one call to the destination and a
-# record update; this leaves room for them before the drain's deadline.
 # How much longer than the completion timeout a destination waits for
 # the source to say how an incoming migration ended (without a completion
 # timeout: a day; the drain's own deadline still applies).

@@ -398,14 +398,14 @@ class ComputeAPI:
                          shutdown_timeout=shutdown_timeout)
         version = '1.4'
         if migration_target is not None:
-            if _versions(self.version_cap(host)) >= (1, 5):
+            cap = self.version_cap(host)
+            if _versions(cap) >= (1, 5):
                 version = '1.5'
                 arguments['migration_target'] = migration_target
             else:
                 LOG.info('Host %s speaks compute RPC %s, older than 1.5: '
                          'it is not told where to stream the disk and can '
-                         'only copy it through a mounted path', host,
-                         self.version_cap(host))
+                         'only copy it through a mounted path', host, cap)
         client = self.prepare_for_alt_rpcserver(
             host, version, timeout or (self._power_timeout(shutdown_timeout)
                                        + DISK_COPY_TIMEOUT))

@@ -208,8 +208,9 @@ class ColdMigrationTest(_ColdMigrationTestCase):
 
     def test_sigterm_of_the_destination_mid_flight_then_revert(self):
         guest, done = self.migrate_and_sigterm('dest')
-        self.assertNotIn('Streamed the disk',
-                         self.agents['source'].log_text())
+        log = self.agents['source'].log_text()
+        self.assertIn(f'Copied the disk of instance {guest} to', log)
+        self.assertNotIn('Streamed the disk', log)
         original = self.clients['dest'].call('revert_resize',
                                              migration_id=done['id'])
         self.assertEqual(128, original['flavor']['memory_mb'])

@@ -16,6 +16,7 @@ driver the guests have no disk to copy.
 import logging
 import os
 import shutil
+import time
 import uuid as uuidlib
 
 import libvirt
@@ -122,6 +123,7 @@ class ColdMigrations:
 
     def _copy(self, instance_uuid, disk, destination_path, should_stop):
         copy = os.path.join(destination_path, os.path.basename(disk))
+        started = time.monotonic()
         try:
             with images.replaced_atomically(copy) as partial:
                 disk_stream.copy_file(disk, partial, should_stop)
@@ -129,6 +131,9 @@ class ColdMigrations:
             raise live_transfer.failed(
                 f'copy the disk to {copy} for', instance_uuid,
                 error) from error
+        LOG.info('Copied the disk of instance %s to %s: %d bytes in %.1f s',
+                 instance_uuid, copy, os.path.getsize(copy),
+                 time.monotonic() - started)
 
     def _stream(self, instance_uuid, disk, destination_path, uri,
                 should_stop):

@@ -37,7 +37,8 @@ class CopyStopped(Exception):
 
 
 def _reader(source, should_stop):
-    """The next chunk of source, or CopyStopped when asked to stop."""
+    """A read(size) of source in chunks of at most CHUNK that raises
+    CopyStopped once should_stop() gives a reason."""
     def read(size=CHUNK):
         reason = should_stop()
         if reason:

@@ -13,12 +13,12 @@ import os
 import uuid
 
 import libvirt
-import testtools
 
 from tests.fixtures import agent as agent_fixture
 from tests.fixtures.polling import wait_for
 from tests.fixtures import rabbitmq
 from tests.fixtures import rpc
+from tests.realguest import base
 from tests.realguest import libvirtd
 from tests.realguest import test_power_off
 
@@ -28,17 +28,13 @@ SETTLE = 180
 SLOW_BANDWIDTH = 4
 
 
-class TwoHostsTestCase(testtools.TestCase):
+class TwoHostsTestCase(base.TestCase):
     source_bandwidth = 0
     # [libvirt] cold_migration_disk_transfer of the source's agent.
     source_disk_transfer = 'auto'
 
     def setUp(self):
         super().setUp()
-        available, reason = libvirtd.realguest_available()
-        if not available:
-            self.skipTest(reason)
-        self.images = libvirtd.guest_images()
         self.broker = rabbitmq.shared_broker()
         self.hypervisors = {}
         self.agents = {}

@@ -21,7 +21,6 @@ from xml.etree import ElementTree as ET
 
 import fixtures
 import libvirt
-import testtools
 from testtools import content
 
 from compute_agent import exception
@@ -30,6 +29,7 @@ from compute_agent.virt import migration as virt_migration
 from compute_agent.virt.libvirt import disk_stream
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from tests.fixtures.polling import wait_for
+from tests.realguest import base
 from tests.realguest import libvirtd
 
 MIGRATION_TIMEOUT = 120
@@ -37,7 +37,7 @@ MIGRATION_TIMEOUT = 120
 SLOW_BANDWIDTH = 1
 
 
-class TwoHostsTestCase(testtools.TestCase):
+class TwoHostsTestCase(base.TestCase):
     source_bandwidth = 0
     # How A copies a cold migration's disk ([libvirt]
     # cold_migration_disk_transfer).
@@ -45,10 +45,6 @@ class TwoHostsTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        available, reason = libvirtd.realguest_available()
-        if not available:
-            self.skipTest(reason)
-        self.images = libvirtd.guest_images()
         state = self.useFixture(fixtures.TempDir()).path
         self.hypervisors, self.connections = {}, {}
         for name, bandwidth, transfer in (

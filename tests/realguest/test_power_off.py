@@ -17,6 +17,7 @@ from tests.fixtures import agent as agent_fixture
 from tests.fixtures.polling import wait_for
 from tests.fixtures import rabbitmq
 from tests.fixtures import rpc
+from tests.realguest import base
 from tests.realguest import libvirtd
 
 # Long enough that a stop woken by anything but the lifecycle event
@@ -24,13 +25,9 @@ from tests.realguest import libvirtd
 RETRY_INTERVAL = 30
 
 
-class RealGuestTestCase(testtools.TestCase):
+class RealGuestTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
-        available, reason = libvirtd.realguest_available()
-        if not available:
-            self.skipTest(reason)
-        self.images = libvirtd.guest_images()
         self.broker = rabbitmq.shared_broker()
         self.hypervisor = self.useFixture(libvirtd.PrivateLibvirtd('host-a'))
         self.agent = self.useFixture(agent_fixture.AgentProcess(

@@ -15,23 +15,19 @@ from xml.etree import ElementTree as ET
 
 import fixtures
 import libvirt
-import testtools
 from testtools import content
 
 from compute_agent import exception
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import driver as libvirt_driver
 from compute_agent.virt.libvirt import rescue
+from tests.realguest import base
 from tests.realguest import libvirtd
 
 
-class DriverRescueSnapshotTest(testtools.TestCase):
+class DriverRescueSnapshotTest(base.TestCase):
     def setUp(self):
         super().setUp()
-        available, reason = libvirtd.realguest_available()
-        if not available:
-            self.skipTest(reason)
-        self.images = libvirtd.guest_images()
         hypervisor = self.useFixture(libvirtd.PrivateLibvirtd('host-a'))
         state_path = self.useFixture(fixtures.TempDir()).path
         self.driver = libvirt_driver.LibvirtDriver(hypervisor.uri, 'qemu',

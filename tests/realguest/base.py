@@ -1,6 +1,9 @@
 """The base of every real-guest test."""
 
+import time
+
 import testtools
+from testtools import content
 
 from tests.realguest import libvirtd
 
@@ -15,3 +18,11 @@ class TestCase(testtools.TestCase):
         if not available:
             self.skipTest(reason)
         self.images = libvirtd.guest_images()
+
+    def timed(self, name, operation, *args):
+        """operation(*args), its duration kept as a detail of the test."""
+        started = time.monotonic()
+        result = operation(*args)
+        self.addDetail(f'{name}-seconds', content.text_content(
+            f'{time.monotonic() - started:.3f}'))
+        return result

@@ -83,13 +83,6 @@ class TwoHostsTestCase(base.TestCase):
         libvirtd.wait_until_guest_ready(
             host_driver.console_log_path(self.uuid))
 
-    def timed(self, name, operation, *args):
-        started = time.monotonic()
-        result = operation(*args)
-        self.addDetail(f'{name}-seconds', content.text_content(
-            f'{time.monotonic() - started:.3f}'))
-        return result
-
     def prepare(self, block_migration):
         """The manager's steps up to the transfer: (target, the
         destination's XML)."""

@@ -9,13 +9,11 @@ initramfs, so the definitions tell the two apart.
 import json
 import os
 import subprocess
-import time
 import uuid
 from xml.etree import ElementTree as ET
 
 import fixtures
 import libvirt
-from testtools import content
 
 from compute_agent import exception
 from compute_agent.virt import driver
@@ -63,13 +61,6 @@ class DriverRescueSnapshotTest(base.TestCase):
         self.driver.check_image(rescue_image)
         self.driver.rescue(self.uuid, 'guest', 1, 128, self.image,
                            rescue_image)
-
-    def timed(self, name, operation, *args):
-        started = time.monotonic()
-        result = operation(*args)
-        self.addDetail(f'{name}-seconds', content.text_content(
-            f'{time.monotonic() - started:.3f}'))
-        return result
 
     def definition(self, flags=0):
         return self.connection.lookupByUUIDString(self.uuid).XMLDesc(flags)

@@ -12,6 +12,7 @@ import datetime
 import os
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy import orm
 
 ANY = object()
@@ -170,15 +171,20 @@ class Database:
                             f'{column.name} {kind}'))
 
     def create_instance(self, **values):
-        """Insert a record; False when the uuid is already taken."""
+        """Insert a record; None when the uuid is already taken.
+
+        The insert is the check: of two requests racing with one uuid,
+        SQLite lets exactly one row in and reports the other's insert as
+        a conflict (a read first would let both pass it).
+        """
         now = _now()
+        insert = sqlite.insert(Instance).values(
+            created_at=now, updated_at=now, **values).on_conflict_do_nothing(
+                index_elements=[Instance.uuid])
         with self._session.begin() as session:
-            if session.get(Instance, values['uuid']) is not None:
+            if session.execute(insert).rowcount != 1:
                 return None
-            record = Instance(created_at=now, updated_at=now, **values)
-            session.add(record)
-            session.flush()
-            return record.to_primitive()
+            return session.get(Instance, values['uuid']).to_primitive()
 
     def put_instance(self, **values):
         """Insert or replace a record: an instance arriving by migration

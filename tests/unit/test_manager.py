@@ -16,6 +16,7 @@ from compute_agent import tracker
 from tests.fixtures.polling import wait_for
 from tests.unit import base
 from tests.unit import fakes
+from tests.unit import test_db
 
 HOST = 'host-a'
 
@@ -225,6 +226,21 @@ class InvalidRequestTest(ManagerTestCase):
                           self.manager.build_and_run_instance, self.ctxt,
                           build_spec(uuid=record['uuid'], name='other'))
         self.assertUnchanged(record)
+
+    def test_concurrent_builds_of_one_uuid_give_one_instance(self):
+        spec = build_spec()
+        outcomes = test_db.run_together(
+            6, lambda index: self.manager.build_and_run_instance(
+                self.ctxt, dict(spec, name=f'vm-{index}')))
+        built = [o for o in outcomes if isinstance(o, dict)]
+        refused = [o.exc_info[1] for o in outcomes
+                   if isinstance(o, oslo_messaging.ExpectedException)]
+        self.assertEqual(1, len(built), outcomes)
+        self.assertEqual(5, len(refused), outcomes)
+        for error in refused:
+            self.assertIsInstance(error, exception.InvalidInput)
+            self.assertIn('already exists', str(error))
+        self.assertEqual(built, self.manager.list_instances(self.ctxt))
 
     def test_second_operation_on_busy_instance_is_refused(self):
         uuid_ = self.boot()['uuid']

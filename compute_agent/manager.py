@@ -207,10 +207,13 @@ class ComputeManager(manager_migrate.LiveMigrationMixin,
                 record = self._begin(uuid, 'soft-reboot', {base.ACTIVE},
                                      'rebooting')
             else:
-                record = self._begin(
+                # A hard reboot is a forced request: it cuts a waiting
+                # clean power-off short, as a forced stop does, and then
+                # reboots whatever that operation left.
+                record = self._claim(
                     uuid, 'hard-reboot',
                     {base.ACTIVE, base.STOPPED, base.ERROR},
-                    'rebooting_hard')
+                    'rebooting_hard', clean=False)
             try:
                 # A soft reboot is a clean power-off that falls back to a
                 # forced one when the guest does not go off in time.

@@ -400,6 +400,32 @@ class ForceOverrideTest(ManagerTestCase):
                          ['result'])
         self.assertEqual('deleted', deleted['vm_state'])
 
+    def test_hard_reboot_cuts_a_clean_stop_short_then_reboots(self):
+        uuid_ = self.boot()['uuid']
+        stopper, results = self._start_waiting_stop(uuid_)
+        # Should the reboot be refused, the waiting stop still ends.
+        self.addCleanup(stopper.join, 10)
+        self.addCleanup(self.manager._force_power_off, uuid_)
+        rebooted = self.manager.reboot_instance(self.ctxt, uuid_, 'HARD')
+        stopper.join(10)
+        self.assertEqual('forced', results['first']['last_power_off']
+                         ['result'])
+        self.assertEqual(('active', 'running', None),
+                         (rebooted['vm_state'], rebooted['power_state'],
+                          rebooted['task_state']))
+        self.assertEqual(['build', 'stop', 'hard-reboot'], [
+            a['action'] for a in self.manager.get_instance_actions(
+                self.ctxt, uuid_)])
+
+    def test_soft_reboot_does_not_cut_a_clean_stop_short(self):
+        uuid_ = self.boot()['uuid']
+        stopper, _ = self._start_waiting_stop(uuid_)
+        self.addCleanup(stopper.join, 10)
+        self.addCleanup(self.manager._force_power_off, uuid_)
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.manager.reboot_instance, self.ctxt, uuid_,
+                          'SOFT')
+
     def test_force_on_a_guest_already_off(self):
         uuid_ = self.boot()['uuid']
         self.manager.stop_instance(self.ctxt, uuid_)

@@ -26,6 +26,7 @@ from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import peers
 from compute_agent import power_policy
+from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
@@ -57,9 +58,10 @@ _declare_expected = oslo_messaging.expected_exceptions(*exception.EXPECTED)
 
 
 def remotable(method):
-    """Mark an RPC method: arguments that do not fit its signature are
-    refused with InvalidInput (not a TypeError traceback), and the
-    contract's exceptions are declared so they are not logged as errors."""
+    """Mark an RPC method: only marked methods are reachable on the bus;
+    arguments that do not fit its signature are refused with InvalidInput
+    (not a TypeError traceback), and the contract's exceptions are
+    declared so they are not logged as errors."""
     signature = inspect.signature(method)
 
     @functools.wraps(method)
@@ -70,7 +72,7 @@ def remotable(method):
             raise exception.InvalidInput(
                 reason=f'{method.__name__}: {error}') from None
         return method(self, ctxt, *args, **kwargs)
-    return _declare_expected(checked)
+    return rpc.mark_remotable(_declare_expected(checked))
 
 
 class ActionReport:

@@ -1,4 +1,12 @@
-"""Server side of the RPC wire: transport, topics and the tracked server."""
+"""Server side of the RPC wire: transport, topics and the tracked server.
+
+Only the versioned API is reachable on the bus: the servers dispatch the
+endpoint methods marked with ``mark_remotable`` (manager_base.remotable
+does it) and refuse every other name, including the public methods the
+service calls directly (init_host, drain_started).
+"""
+
+import logging
 
 import oslo_messaging
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
@@ -10,6 +18,9 @@ DEFAULT_EXCHANGE = 'compute_agent'
 # A read-only method the service casts to itself to wake a stopping
 # listener; also hidden from the in-flight list it reports.
 WAKE_METHOD = 'get_service_status'
+_REMOTABLE = 'compute_agent_remotable'
+
+LOG = logging.getLogger(__name__)
 
 
 def set_defaults():
@@ -18,6 +29,40 @@ def set_defaults():
 
 def get_transport(conf):
     return oslo_messaging.get_rpc_transport(conf)
+
+
+def mark_remotable(method):
+    """Let the RPC servers dispatch method."""
+    setattr(method, _REMOTABLE, True)
+    return method
+
+
+class RemotableOnlyPolicy(rpc_dispatcher.RPCAccessPolicyBase):
+    """Allows the endpoint methods marked by mark_remotable, nothing else."""
+
+    def is_allowed(self, endpoint, method):
+        return getattr(getattr(endpoint, method, None), _REMOTABLE,
+                       False) is True
+
+
+class APIDispatcher(rpc_dispatcher.RPCDispatcher):
+    """Answers a request for a method outside the API with NoSuchMethod
+    and logs one warning line: a stray or hostile request is the caller's
+    mistake, not the agent's, so it leaves no traceback at ERROR."""
+
+    def dispatch(self, incoming):
+        method = incoming.message.get('method')
+        try:
+            if not isinstance(method, str):
+                # The base class would fail on it with a TypeError.
+                raise rpc_dispatcher.NoSuchMethod(method)
+            return super().dispatch(incoming)
+        except rpc_dispatcher.NoSuchMethod:
+            LOG.warning('Refused RPC request %s for %r: not a method of '
+                        'the compute API',
+                        (incoming.ctxt or {}).get('request_id'), method)
+            # Replies with the NoSuchMethod being handled.
+            raise rpc_dispatcher.ExpectedException()
 
 
 class TrackedRPCServer(rpc_server.RPCServer):
@@ -71,7 +116,6 @@ def self_client(transport, topic, host):
 
 def create_server(transport, topic, host, endpoints, tracker):
     target = oslo_messaging.Target(topic=topic, server=host)
-    dispatcher = rpc_dispatcher.RPCDispatcher(
-        endpoints, oslo_messaging.NoOpSerializer(),
-        rpc_dispatcher.DefaultRPCAccessPolicy)
+    dispatcher = APIDispatcher(endpoints, oslo_messaging.NoOpSerializer(),
+                               RemotableOnlyPolicy)
     return TrackedRPCServer(transport, target, dispatcher, tracker)

@@ -263,6 +263,15 @@ class Database:
             record.power_off = power_off
             record.message = message
 
+    def list_open_actions(self):
+        """Actions not yet finished, each with its instance_uuid."""
+        query = (sa.select(InstanceAction)
+                 .where(InstanceAction.finish_time.is_(None))
+                 .order_by(InstanceAction.id))
+        with self._session() as session:
+            return [dict(r.to_primitive(), instance_uuid=r.instance_uuid)
+                    for r in session.scalars(query)]
+
     def list_actions(self, instance_uuid):
         query = (sa.select(InstanceAction)
                  .where(InstanceAction.instance_uuid == instance_uuid)

@@ -5,7 +5,8 @@ claims the instance by moving it into a task state with a compare-and-swap
 (a second request for a busy instance is refused, not queued), runs the
 long part, and commits the outcome. Because the task state is committed
 before the long part starts, a restart after a crash finds the interrupted
-operations and settles them from what libvirt says (init_host).
+operations and settles them from what libvirt says (init_host, through
+recovery.RestartRecovery).
 
 Each operation on an existing instance leaves an action record (request
 id, start, end, result, power-off, error message).
@@ -26,11 +27,16 @@ from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import peers
 from compute_agent import power_policy
+from compute_agent import recovery
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
 from compute_agent.virt.libvirt import power as virt_power
+# The manager's mixins name the vm_state values base.ACTIVE and so on.
+from compute_agent.vm_states import (  # noqa: F401
+    ACTIVE, BUILDING, DELETED, ERROR, RESCUED, SHELVED, SHELVED_OFFLOADED,
+    STOPPED)
 
 LOG = logging.getLogger(__name__)
 # A live migration or disk copy still running this long before the drain
@@ -43,11 +49,6 @@ def drain_stop_reason(what):
     return (f'the agent is shutting down and the {what} would not finish '
             f'within graceful_shutdown_timeout')
 
-
-ACTIVE, STOPPED, BUILDING, ERROR, DELETED = (
-    'active', 'stopped', 'building', 'error', 'deleted')
-RESCUED, SHELVED, SHELVED_OFFLOADED = (
-    'rescued', 'shelved', 'shelved_offloaded')
 
 # How long a forced request waits for the operation whose clean power-off
 # it cut short to finish its remaining steps (a shelve copies a disk).
@@ -92,8 +93,6 @@ class MigrationSettings:
     instance_event_timeout_is_fatal: bool = True
 
 
-MIGRATION_IN_PROGRESS = ('queued', 'preparing', 'running', 'confirming',
-                         'reverting')
 _PEER_MIGRATION_KEYS = ('id', 'kind', 'instance_uuid', 'source_host',
                         'dest_host', 'status', 'request_id', 'details')
 
@@ -130,17 +129,8 @@ class ManagerBase:
         self._service_status = service.status
         self._work.attach(service.tracker)
         self._driver.init_host(self._host)
-        self._settle_interrupted_migrations()
-        for record in self._db.list_interrupted(self._host):
-            try:
-                self._reconcile(record)
-            except exception.HypervisorError as error:
-                # One guest libvirt cannot settle must not keep the agent,
-                # and every other guest, out of service.
-                LOG.error('Could not settle interrupted instance %s: %s; '
-                          'marking it error', record['uuid'], error)
-                self._db.update_instance(record['uuid'], task_state=None,
-                                         vm_state=ERROR)
+        recovery.RestartRecovery(self._host, self._driver,
+                                 self._db).settle()
 
     def drain_started(self, deadline):
         """The service stopped taking new work: cancel what has not
@@ -163,43 +153,6 @@ class ManagerBase:
                      migration_id, DRAIN_STOP_MARGIN)
             control.set_deadline(deadline - DRAIN_STOP_MARGIN,
                                  drain_stop_reason(what))
-
-    def _settle_interrupted_migrations(self):
-        for migration in self._db.list_migrations(
-                statuses=MIGRATION_IN_PROGRESS):
-            LOG.warning('Migration %s (%s of instance %s, %s -> %s) was %s '
-                        'when the agent last stopped; marking it error. '
-                        'Check the instance on both hosts.',
-                        migration['id'], migration['kind'],
-                        migration['instance_uuid'], migration['source_host'],
-                        migration['dest_host'], migration['status'])
-            self._db.update_migration(
-                migration['id'], status='error',
-                message=f'interrupted while {migration["status"]} by a '
-                        f'stop of the agent on {self._host}')
-
-    def _reconcile(self, record):
-        uuid, task = record['uuid'], record['task_state']
-        power_state = self._driver.get_power_state(uuid)
-        if task == 'deleting':
-            self._driver.delete(uuid)
-            values = {'vm_state': DELETED, 'power_state': 'nostate'}
-        elif record['vm_state'] in (BUILDING, RESCUED, SHELVED,
-                                    SHELVED_OFFLOADED) or \
-                task in ('rescuing', 'unrescuing'):
-            # Half-built, or half-way between two definitions: only an
-            # operator can tell what the guest should be now.
-            values = {'vm_state': ERROR, 'power_state': power_state}
-        elif power_state == virt_driver.RUNNING:
-            values = {'vm_state': ACTIVE, 'power_state': power_state}
-        elif power_state == virt_driver.SHUTDOWN:
-            values = {'vm_state': STOPPED, 'power_state': power_state}
-        else:
-            values = {'vm_state': ERROR, 'power_state': power_state}
-        LOG.warning('Instance %s was interrupted during %s by an earlier '
-                    'stop of the agent; libvirt reports it %s, so it is now '
-                    '%s', uuid, task, power_state, values['vm_state'])
-        self._db.update_instance(uuid, task_state=None, **values)
 
     # -- records ----------------------------------------------------------
 

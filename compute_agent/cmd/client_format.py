@@ -182,11 +182,13 @@ def _action_power_off(power_off):
 def actions(records):
     if not records:
         return 'no actions'
-    lines = [f'{"STARTED":<20}  {"ACTION":<16} {"RESULT":<8} '
+    # RESULT is as wide as its longest value, "interrupted" (an action a
+    # crash cut short, closed at the agent's next start).
+    lines = [f'{"STARTED":<20}  {"ACTION":<16} {"RESULT":<11} '
              f'{"POWER-OFF":<28} {"REQUEST":<40} MESSAGE']
     for a in records:
         lines.append(f'{_timestamp(a["start_time"]):<20}  '
-                     f'{a["action"]:<16} {a["result"]:<8} '
+                     f'{a["action"]:<16} {a["result"]:<11} '
                      f'{_action_power_off(a["power_off"]):<28} '
                      f'{a["request_id"] or "-":<40} {a["message"] or "-"}')
     return '\n'.join(lines)

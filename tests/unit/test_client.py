@@ -671,6 +671,18 @@ class TestFormatting(base.TestCase):
                                                 start_time=start)])
             self.assertTrue(table.splitlines()[1].startswith(shown), start)
 
+    def test_an_interrupted_action_keeps_the_columns_aligned(self):
+        message = ('interrupted by a stop of the agent; at restart libvirt '
+                   'reported the guest running, so the instance is now '
+                   'active')
+        header, row = client_format.actions([dict(
+            ACTIONS[2], result='interrupted',
+            finish_time='2026-11-23T12:09:00Z', message=message)]).split(
+                '\n')
+        for column, value in (('RESULT', 'interrupted'), ('REQUEST', 'req-3'),
+                              ('MESSAGE', message)):
+            self.assertEqual(header.index(column), row.index(value), column)
+
 
 class TTYStream(io.StringIO):
     def isatty(self):

@@ -75,6 +75,9 @@ class ManagerTestCase(base.TestCase):
         self.assertIsInstance(error, exc_class)
         return error
 
+    def _last_action(self, uuid_):
+        return self.manager.get_instance_actions(self.ctxt, uuid_)[-1]
+
     def assertUnchanged(self, before):
         self.assertEqual(before, self.manager.get_instance(
             self.ctxt, before['uuid']))
@@ -322,6 +325,7 @@ class RestartReconcileTest(ManagerTestCase):
 
     def test_an_instance_libvirt_cannot_settle_does_not_block_start(self):
         broken, fine = self.boot()['uuid'], self.boot()['uuid']
+        db.Database(self.db_path).start_action(broken, None, 'delete')
         self._interrupt(broken, task_state='deleting')
         self._interrupt(fine, task_state='powering_off')
         self.driver.guests[fine]['state'] = 'shutdown'
@@ -332,6 +336,73 @@ class RestartReconcileTest(ManagerTestCase):
             self.manager.get_instance(self.ctxt, broken)))
         self.assertEqual(('stopped', None), _states(
             self.manager.get_instance(self.ctxt, fine)))
+        self.assertIn('could not settle', self._last_action(broken)[
+            'message'])
+
+
+class InterruptedActionTest(ManagerTestCase):
+    """A crash leaves the action of the operation it cut short open; the
+    next start closes it and says what the recovery did."""
+
+    def _crash_during(self, uuid_, action, **values):
+        """The records a SIGKILL leaves in the middle of action."""
+        database = db.Database(self.db_path)
+        database.start_action(uuid_, 'req-crashed', action)
+        if values:
+            database.update_instance(uuid_, **values)
+
+    def test_open_action_of_an_interrupted_stop_is_closed(self):
+        uuid_ = self.boot()['uuid']
+        self._crash_during(uuid_, 'stop', task_state='powering_off')
+        self.manager = self._new_manager()
+        actions = self.manager.get_instance_actions(self.ctxt, uuid_)
+        self.assertEqual([('build', 'success'), ('stop', 'interrupted')],
+                         [(a['action'], a['result']) for a in actions])
+        stop = actions[-1]
+        self.assertEqual('req-crashed', stop['request_id'])
+        self.assertIsNotNone(stop['finish_time'])
+        self.assertEqual(
+            'interrupted by a stop of the agent; at restart libvirt '
+            'reported the guest running, so the instance is now active',
+            stop['message'])
+
+    def test_interrupted_delete_says_the_restart_finished_it(self):
+        uuid_ = self.boot()['uuid']
+        self._crash_during(uuid_, 'delete', task_state='deleting')
+        self.manager = self._new_manager()
+        action = self._last_action(uuid_)
+        self.assertEqual('interrupted', action['result'])
+        self.assertIn('deleted the guest', action['message'])
+        self.assertIn('now deleted', action['message'])
+
+    def test_interrupted_build_says_the_instance_is_now_error(self):
+        uuid_ = self.boot()['uuid']
+        self._crash_during(uuid_, 'build', vm_state='building',
+                           task_state='spawning')
+        self.manager = self._new_manager()
+        action = self._last_action(uuid_)
+        self.assertEqual('interrupted', action['result'])
+        self.assertIn('now error', action['message'])
+
+    def test_action_left_open_after_its_operation_ended(self):
+        # Killed between committing the outcome and closing the action:
+        # nothing is left to settle, and the action says so.
+        uuid_ = self.boot()['uuid']
+        self._crash_during(uuid_, 'start')
+        self.manager = self._new_manager()
+        action = self._last_action(uuid_)
+        self.assertEqual('interrupted', action['result'])
+        self.assertEqual(
+            'interrupted by a stop of the agent; at restart nothing was '
+            'left to settle: the instance was active', action['message'])
+
+    def test_closed_actions_stay_as_they_were(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.stop_instance(self.ctxt, uuid_)
+        before = self.manager.get_instance_actions(self.ctxt, uuid_)
+        self.manager = self._new_manager()
+        self.assertEqual(before, self.manager.get_instance_actions(
+            self.ctxt, uuid_))
 
 
 def _states(record):

@@ -1,0 +1,120 @@
+"""Settling, at start, what an earlier agent process left half done.
+
+An operation commits its task state before its long part, so a crash
+(SIGKILL, SIGINT, power loss) leaves instance records with a task state,
+migration records in progress and action records still open. Before any
+request is served, each is settled from what libvirt says now, and each
+open action is closed with result ``interrupted`` and a message saying
+what the recovery did.
+"""
+
+import logging
+
+from compute_agent import exception
+from compute_agent.virt import driver as virt_driver
+from compute_agent.vm_states import (ACTIVE, BUILDING, DELETED, ERROR,
+                                     RESCUED, SHELVED, SHELVED_OFFLOADED,
+                                     STOPPED)
+
+LOG = logging.getLogger(__name__)
+
+INTERRUPTED = 'interrupted'
+MIGRATION_IN_PROGRESS = ('queued', 'preparing', 'running', 'confirming',
+                         'reverting')
+
+
+class RestartRecovery:
+    def __init__(self, host, driver, database):
+        self._host = host
+        self._driver = driver
+        self._db = database
+
+    def settle(self):
+        """Settle migrations, instances and actions, in that order."""
+        self._settle_migrations()
+        recovered = {}  # instance uuid -> what the restart did about it
+        for record in self._db.list_interrupted(self._host):
+            uuid = record['uuid']
+            try:
+                recovered[uuid] = self._reconcile(record)
+            except exception.HypervisorError as error:
+                # One guest libvirt cannot settle must not keep the agent,
+                # and every other guest, out of service.
+                LOG.error('Could not settle interrupted instance %s: %s; '
+                          'marking it error', uuid, error)
+                self._db.update_instance(uuid, task_state=None,
+                                         vm_state=ERROR)
+                recovered[uuid] = (f'at restart libvirt could not settle '
+                                   f'it ({error}), so the instance is now '
+                                   f'{ERROR}')
+        self._close_actions(recovered)
+
+    def _settle_migrations(self):
+        for migration in self._db.list_migrations(
+                statuses=MIGRATION_IN_PROGRESS):
+            LOG.warning('Migration %s (%s of instance %s, %s -> %s) was %s '
+                        'when the agent last stopped; marking it error. '
+                        'Check the instance on both hosts.',
+                        migration['id'], migration['kind'],
+                        migration['instance_uuid'], migration['source_host'],
+                        migration['dest_host'], migration['status'])
+            self._db.update_migration(
+                migration['id'], status='error',
+                message=f'interrupted while {migration["status"]} by a '
+                        f'stop of the agent on {self._host}')
+
+    def _reconcile(self, record):
+        """Settle one instance record; return what was done, for its
+        interrupted action."""
+        uuid, task = record['uuid'], record['task_state']
+        power_state = self._driver.get_power_state(uuid)
+        half_done = ''
+        if task == 'deleting':
+            self._driver.delete(uuid)
+            values = {'vm_state': DELETED, 'power_state': 'nostate'}
+        elif record['vm_state'] in (BUILDING, RESCUED, SHELVED,
+                                    SHELVED_OFFLOADED) or \
+                task in ('rescuing', 'unrescuing'):
+            # Half-built, or half-way between two definitions: only an
+            # operator can tell what the guest should be now.
+            values = {'vm_state': ERROR, 'power_state': power_state}
+            half_done = f'; {task} was half done'
+        elif power_state == virt_driver.RUNNING:
+            values = {'vm_state': ACTIVE, 'power_state': power_state}
+        elif power_state == virt_driver.SHUTDOWN:
+            values = {'vm_state': STOPPED, 'power_state': power_state}
+        else:
+            values = {'vm_state': ERROR, 'power_state': power_state}
+        LOG.warning('Instance %s was interrupted during %s by an earlier '
+                    'stop of the agent; libvirt reports it %s, so it is now '
+                    '%s', uuid, task, power_state, values['vm_state'])
+        self._db.update_instance(uuid, task_state=None, **values)
+        if task == 'deleting':
+            return (f'at restart the agent deleted the guest, so the '
+                    f'instance is now {DELETED}')
+        return (f'at restart libvirt reported the guest {power_state}'
+                f'{half_done}, so the instance is now {values["vm_state"]}')
+
+    def _close_actions(self, recovered):
+        """Close every open action record. All are stale: the database is
+        this agent's own, and no request is served before this returns."""
+        for action in self._db.list_open_actions():
+            uuid = action['instance_uuid']
+            done = recovered.get(uuid) or self._nothing_to_settle(uuid)
+            message = f'interrupted by a stop of the agent; {done}'
+            LOG.warning('Action %s of instance %s (request %s) was %s',
+                        action['action'], uuid, action['request_id'],
+                        message)
+            self._db.finish_action(action['id'], INTERRUPTED,
+                                   message=message)
+
+    def _nothing_to_settle(self, instance_uuid):
+        """For an action whose operation had committed its outcome (or not
+        yet claimed the instance) when the agent stopped."""
+        record = self._db.get_instance(instance_uuid)
+        if record is None:
+            return 'at restart the agent had no record of the instance'
+        where = ('' if record['host'] == self._host
+                 else f' on host {record["host"]}')
+        return (f'at restart nothing was left to settle: the instance was '
+                f'{record["vm_state"]}{where}')

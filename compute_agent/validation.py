@@ -1,6 +1,7 @@
 """Checks on request arguments. Each raises InvalidInput with a message
 that names the argument, what was given and what is accepted."""
 
+import unicodedata
 import uuid as uuidlib
 
 from compute_agent import exception
@@ -17,20 +18,27 @@ def _invalid(reason):
     return exception.InvalidInput(reason=reason)
 
 
+def _shown(value, limit=80):
+    """value as a message may quote it: escaped, and cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
 def instance_uuid(value, argument='instance_uuid'):
     if not isinstance(value, str):
         raise _invalid(f'{argument} must be a UUID string, got '
-                       f'{type(value).__name__} {value!r}')
+                       f'{type(value).__name__} {_shown(value)}')
     try:
         parsed = uuidlib.UUID(value)
     except ValueError:
-        raise _invalid(f'{argument} {value!r} is not a UUID')
+        raise _invalid(f'{argument} {_shown(value)} is not a UUID')
     return str(parsed)
 
 
 def boolean(value, argument):
     if not isinstance(value, bool):
-        raise _invalid(f'{argument} must be true or false, got {value!r}')
+        raise _invalid(f'{argument} must be true or false, got '
+                       f'{_shown(value)}')
     return value
 
 
@@ -40,7 +48,7 @@ def optional_timeout(value, argument='shutdown_timeout'):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid(f'{argument} must be a whole number of seconds, got '
-                       f'{value!r}')
+                       f'{_shown(value)}')
     if value < 0:
         raise _invalid(f'{argument} must be 0 or more seconds, got {value}')
     return value
@@ -65,14 +73,33 @@ def console_bytes(value):
     if isinstance(value, bool) or not isinstance(value, int) or \
             not 1 <= value <= MAX_CONSOLE_BYTES:
         raise _invalid(f'max_bytes must be a whole number from 1 to '
-                       f'{MAX_CONSOLE_BYTES}, got {value!r}')
+                       f'{MAX_CONSOLE_BYTES}, got {_shown(value)}')
     return value
 
 
 def reboot_type(value):
     if value not in REBOOT_TYPES:
         raise _invalid(f'reboot_type must be one of {", ".join(REBOOT_TYPES)}'
-                       f', got {value!r}')
+                       f', got {_shown(value)}')
+    return value
+
+
+def _is_unprintable(character):
+    # Cc: the C0 controls (NUL, TAB, LF, CR, ESC...), DEL and the C1
+    # controls; Zl and Zp: the Unicode line and paragraph separators;
+    # Cs: a lone surrogate (JSON can carry one), which UTF-8 cannot encode.
+    return unicodedata.category(character) in ('Cc', 'Zl', 'Zp', 'Cs')
+
+
+def instance_name(value, argument='instance.name'):
+    """A name fit for logs, XML and terminals: printable text, not blank,
+    at most MAX_NAME_LENGTH characters."""
+    if not isinstance(value, str) or not value.strip() or \
+            len(value) > MAX_NAME_LENGTH or \
+            any(_is_unprintable(c) for c in value):
+        raise _invalid(f'{argument} must be a non-empty string of at most '
+                       f'{MAX_NAME_LENGTH} characters without control '
+                       f'characters, got {_shown(value)}')
     return value
 
 
@@ -80,7 +107,7 @@ def _positive_int(spec, key, argument='instance'):
     value = spec.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _invalid(f'{argument}.{key} must be a positive integer, got '
-                       f'{value!r}')
+                       f'{_shown(value)}')
     return value
 
 
@@ -100,11 +127,7 @@ def build_request(spec):
     if missing:
         raise _invalid(f'instance lacks field(s) '
                        f'{", ".join(sorted(missing))}')
-    name = spec['name']
-    if not isinstance(name, str) or not name.strip() or \
-            len(name) > MAX_NAME_LENGTH:
-        raise _invalid(f'instance.name must be a non-empty string of at most '
-                       f'{MAX_NAME_LENGTH} characters, got {name!r}')
+    name = instance_name(spec['name'], 'instance.name')
     memory_mb = _positive_int(spec, 'memory_mb')
     if memory_mb < MIN_MEMORY_MB:
         raise _invalid(f'instance.memory_mb must be at least {MIN_MEMORY_MB}'
@@ -155,7 +178,7 @@ def host_name(value, argument):
             len(value) > MAX_HOST_LENGTH or value != value.strip():
         raise _invalid(f'{argument} must be the name of an agent\'s host '
                        f'(a non-empty string without surrounding spaces), '
-                       f'got {value!r}')
+                       f'got {_shown(value)}')
     return value
 
 
@@ -166,7 +189,7 @@ def flavor(value, argument='new_flavor'):
         return None
     if not isinstance(value, dict) or set(value) != {'vcpus', 'memory_mb'}:
         raise _invalid(f'{argument} must be null or an object with exactly '
-                       f'"vcpus" and "memory_mb", got {value!r}')
+                       f'"vcpus" and "memory_mb", got {_shown(value)}')
     checked = {'vcpus': _positive_int(value, 'vcpus', argument),
                'memory_mb': _positive_int(value, 'memory_mb', argument)}
     if checked['memory_mb'] < MIN_MEMORY_MB:
@@ -178,7 +201,7 @@ def flavor(value, argument='new_flavor'):
 def event_name(value, argument='name'):
     if not isinstance(value, str) or not value or len(value) > 255:
         raise _invalid(f'{argument} must be a non-empty string of at most '
-                       f'255 characters, got {value!r}')
+                       f'255 characters, got {_shown(value)}')
     return value
 
 
@@ -194,14 +217,14 @@ def event_list(value, argument='wait_for_events'):
         return []
     if not isinstance(value, list) or len(value) > 64:
         raise _invalid(f'{argument} must be a list of at most 64 '
-                       f'{{"name", "tag"}} objects, got {value!r}')
+                       f'{{"name", "tag"}} objects, got {_shown(value)}')
     events = []
     for index, entry in enumerate(value):
         where = f'{argument}[{index}]'
         if not isinstance(entry, dict) or not {'name'} <= set(entry) <= \
                 {'name', 'tag'}:
             raise _invalid(f'{where} must be an object with "name" and '
-                           f'optionally "tag", got {entry!r}')
+                           f'optionally "tag", got {_shown(entry)}')
         events.append((event_name(entry['name'], f'{where}.name'),
                        event_tag(entry.get('tag'), f'{where}.tag')))
     return events
@@ -216,10 +239,7 @@ def peer_instance(value, argument='instance'):
     if not isinstance(value, dict) or not _PEER_INSTANCE_KEYS <= set(value):
         raise _invalid(f'{argument} must be an instance record with '
                        f'{", ".join(sorted(_PEER_INSTANCE_KEYS))}')
-    name = value['name']
-    if not isinstance(name, str) or not name.strip() or \
-            len(name) > MAX_NAME_LENGTH:
-        raise _invalid(f'{argument}.name must be a non-empty string')
+    instance_name(value['name'], f'{argument}.name')
     return dict(value, uuid=instance_uuid(value['uuid'], f'{argument}.uuid'),
                 flavor=flavor(value['flavor'], f'{argument}.flavor'),
                 image=image_spec(value['image'], f'{argument}.image'))
@@ -246,5 +266,5 @@ def migration_target(value, argument='migration_target'):
             and len(key) <= 64 and len(item or '') <= 4096
             for key, item in value.items()):
         raise _invalid(f'{argument} must be an object of at most 16 short '
-                       f'strings, got {value!r}')
+                       f'strings, got {_shown(value)}')
     return dict(value)

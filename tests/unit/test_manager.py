@@ -215,6 +215,8 @@ class InvalidRequestTest(ManagerTestCase):
 
     def test_malformed_build_creates_nothing(self):
         for spec in ('x', build_spec(vcpus=0), build_spec(extra=1),
+                     build_spec(name='vm\n2026-11-29 forged log line'),
+                     build_spec(name='vm\x00'),
                      build_spec(image={'id': 'i', 'properties': {
                          'fake_unbootable': True}})):
             self.assertRaises(exception.InvalidInput,

@@ -282,3 +282,50 @@ class TestMigrationTarget(base.TestCase):
             error = self.assertRaises(exception.InvalidInput,
                                       validation.migration_target, value)
             self.assertIn('migration_target must be an object', str(error))
+
+
+class TestInstanceName(_InvalidInputMixin, base.TestCase):
+    # C0 controls (NUL, TAB, LF, CR, ESC among them), DEL, C1 controls,
+    # the Unicode line and paragraph separators, which break a log line
+    # or a terminal, and a lone surrogate, which UTF-8 cannot encode.
+    BAD_CHARACTERS = ('\x00', '\t', '\n', '\r', '\x1b', '\x1f', '\x7f',
+                      '\x80', '\x85', '\x9f', '\u2028', '\u2029',
+                      '\ud800')
+
+    def _peer(self, name):
+        return {'uuid': UUID, 'name': name,
+                'flavor': {'vcpus': 1, 'memory_mb': 128},
+                'image': _image()}
+
+    def test_control_characters_are_refused_in_a_build(self):
+        for character in self.BAD_CHARACTERS:
+            error = self.assertInvalid(
+                'instance.name', validation.build_request,
+                _spec(name=f'web{character}1'))
+            # The message shows the name escaped, never raw.
+            self.assertNotIn(character, str(error))
+
+    def test_control_characters_are_refused_from_a_peer(self):
+        for character in self.BAD_CHARACTERS:
+            self.assertInvalid('instance.name', validation.peer_instance,
+                               self._peer(f'web{character}1'))
+
+    def test_a_huge_name_is_refused_without_echoing_it(self):
+        error = self.assertInvalid('instance.name', validation.build_request,
+                                   _spec(name='x' * 1_000_000))
+        self.assertLess(len(str(error)), 500)
+
+    def test_no_message_echoes_a_huge_argument(self):
+        huge = 'y' * 1_000_000
+        for call in (lambda: validation.instance_uuid(huge),
+                     lambda: validation.event_name(huge),
+                     lambda: validation.host_name(huge, 'host')):
+            error = self.assertRaises(exception.InvalidInput, call)
+            self.assertLess(len(str(error)), 500)
+
+    def test_printable_unicode_names_are_accepted(self):
+        for name in ('web-1', 'db 2', 'сервер', 'ウェブ', 'a/b;c&d<e>"f\''):
+            self.assertEqual(name, validation.build_request(
+                _spec(name=name))['name'])
+            self.assertEqual(name, validation.peer_instance(
+                self._peer(name))['name'])

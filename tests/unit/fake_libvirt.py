@@ -8,6 +8,7 @@ migrateToURI3 blocks until the test calls ``finish_migration()``, or until
 abortJob(), so that a test acts while the transfer runs.
 """
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -139,18 +140,63 @@ class FakeDomain:
 
 
 class FakeConnection:
+    """Keeps the callbacks registered on it, so that a test can deliver
+    lifecycle events (emit()) and drop the connection as a libvirtd
+    restart does (lose())."""
+
     def __init__(self):
         self.domains = {}
         self.defined = []
+        self.alive = True
+        self.closed = False
+        self.lifecycle_callbacks = {}   # callback id -> callback
+        self.deregistered = []          # callback ids
+        self.close_callback = None
+        self._callback_ids = itertools.count(1)
 
     def getType(self):
         return 'QEMU'
 
     def isAlive(self):
-        return True
+        return self.alive and not self.closed
 
-    def domainEventRegisterAny(self, *args):
+    def domainEventRegisterAny(self, domain, event_id, callback, opaque):
+        callback_id = next(self._callback_ids)
+        self.lifecycle_callbacks[callback_id] = callback
+        return callback_id
+
+    def domainEventDeregisterAny(self, callback_id):
+        self.deregistered.append(callback_id)
+        self.lifecycle_callbacks.pop(callback_id)
+        if not self.alive:
+            # libvirt drops the callback locally, then fails to tell the
+            # daemon that is gone.
+            raise libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR,
+                                'client socket is closed')
+
+    def registerCloseCallback(self, callback, opaque):
+        self.close_callback = callback
         return 0
+
+    def unregisterCloseCallback(self):
+        self.close_callback = None
+
+    def close(self):
+        self.closed = True
+        return 0
+
+    def emit(self, domain, event, detail=0):
+        """Deliver a lifecycle event, as libvirt's event loop does."""
+        for callback in list(self.lifecycle_callbacks.values()):
+            callback(self, domain, event, detail, None)
+
+    def lose(self):
+        """The daemon went away: the connection is dead, and its close
+        callback runs (on the event-loop thread, in libvirt)."""
+        self.alive = False
+        if self.close_callback is not None:
+            self.close_callback(self, libvirt.VIR_CONNECT_CLOSE_REASON_EOF,
+                                None)
 
     def lookupByUUIDString(self, instance_uuid):
         try:

@@ -18,6 +18,7 @@ from oslo_service import service as oslo_service
 from compute_agent import conf as agent_conf
 from compute_agent import db
 from compute_agent import image_store
+from compute_agent import log_safety
 from compute_agent import manager
 from compute_agent import manager_base
 from compute_agent import rpc
@@ -70,6 +71,7 @@ def main(argv=None):
     rpc.set_defaults()
     CONF(sys.argv[1:] if argv is None else argv, project='compute-agent')
     logging.setup(CONF, 'compute-agent')
+    log_safety.install()
     try:
         agent = build_service(CONF)
         # Runs start() and then blocks in wait() until a signal ends the

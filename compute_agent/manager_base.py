@@ -25,6 +25,7 @@ import oslo_messaging
 from compute_agent import background
 from compute_agent import events as instance_events
 from compute_agent import exception
+from compute_agent import migration_checks
 from compute_agent import peers
 from compute_agent import power_policy
 from compute_agent import recovery
@@ -261,6 +262,22 @@ class ManagerBase:
                        f'its {role}, {migration[my_role]}; this is '
                        f'{self._host}')
         return migration
+
+    def _recorded_peer_migration(self, value, my_role, action):
+        """This host's record of a migration another agent sends back to
+        it (see _peer_migration), which must agree with what was sent."""
+        sent = self._peer_migration(value, my_role)
+        recorded = self._own_migration(sent['id'], my_role, action)
+        migration_checks.require_matches_record(sent, recorded)
+        return recorded
+
+    def _record_new_migration(self, migration, **values):
+        """Write the record of a migration this host begins to take part
+        in; refused when its id is already taken, so a replayed or racing
+        request cannot overwrite another migration's record."""
+        with self._migrations_lock:
+            migration_checks.require_new(self._db, self._host, migration)
+            return self._db.put_migration(**dict(migration, **values))
 
     def _require_peer_running(self, ctxt, host, role):
         """A new migration starts only while the other end takes new work;

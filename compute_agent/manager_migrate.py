@@ -27,6 +27,7 @@ import uuid as uuidlib
 from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import manager_base as base
+from compute_agent import migration_checks as checks
 from compute_agent import peers
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
@@ -42,6 +43,12 @@ remotable = base.remotable
 INCOMING_HOLD_MARGIN = 300
 UNLIMITED_HOLD = 86400
 IN_PROGRESS = ('queued', 'preparing', 'running')
+# The destination's record of an incoming live migration: running once
+# pre_live_migration prepared it; error when this agent restarted while
+# it was on its way (the guest may have arrived all the same); failed
+# when the preparation failed (the rollback still cleans up after it).
+TAKE_OVER_FROM = ('running', 'error')
+ROLL_BACK_FROM = ('preparing', 'running', 'failed', 'error')
 
 
 class LiveMigrationMixin:
@@ -210,12 +217,13 @@ class LiveMigrationMixin:
 
     def _live_control(self, migration_id, action):
         migration = self._own_migration(migration_id, 'source_host', action)
+        checks.require_step(migration, action, checks.LIVE, IN_PROGRESS)
         with self._migrations_lock:
             control = self._live_controls.get(migration['id'])
-        if control is None or migration['status'] not in IN_PROGRESS:
+        if control is None:
             raise exception.InvalidInput(
-                reason=f'migration {migration["id"]} is '
-                       f'{migration["status"]}; only a live migration in '
+                reason=f'migration {migration["id"]} is not running on '
+                       f'{self._host} now; only a live migration in '
                        f'progress can be {action}')
         return migration, control
 
@@ -266,31 +274,50 @@ class LiveMigrationMixin:
         migration = self._peer_migration(migration, 'dest_host')
         validation.short_text(migratable_xml, 'migratable_xml', 1 << 20)
         block = validation.boolean(block_migration, 'block_migration')
+        uuid = record['uuid']
+        # This request begins this host's part: the migration must be new
+        # here, and the instance neither this host's own nor arriving.
+        checks.require_new(self._db, self._host, migration)
+        checks.require_step(migration, 'prepared for', checks.LIVE,
+                            ('queued', 'preparing'), uuid)
+        checks.require_not_owned(self._db, self._host, uuid,
+                                 'receive')
+        checks.require_no_other_arrival(self._db, self._host, uuid,
+                                        'receive')
+        self._record_new_migration(migration, status='preparing')
+        # The hold comes after the record, and is released on every
+        # failure after it: nothing else would release it.
         hold = self._work.hold(
-            'incoming_live_migration', record['uuid'],
-            (ctxt or {}).get('request_id'),
+            'incoming_live_migration', uuid, (ctxt or {}).get('request_id'),
             (self._settings.live_migration_completion_timeout or
              UNLIMITED_HOLD) + INCOMING_HOLD_MARGIN)
-        self._db.put_migration(**dict(migration, status='preparing'))
         try:
             destination_xml = self._driver.pre_live_migration(
-                record['uuid'], migratable_xml, record['image'], block)
-        except Exception:
+                uuid, migratable_xml, record['image'], block)
+            with self._migrations_lock:
+                self._incoming_holds[migration['id']] = hold
+            self._db.update_migration(migration['id'], status='running')
+        except Exception as error:
+            self._release_hold(migration['id'])
             hold.release()
-            self._db.update_migration(migration['id'], status='failed')
+            self._db.update_migration(migration['id'], status='failed',
+                                      message=str(error))
             raise
-        with self._migrations_lock:
-            self._incoming_holds[migration['id']] = hold
-        self._db.update_migration(migration['id'], status='running')
         return destination_xml
 
     @remotable
     def post_live_migration_at_destination(self, ctxt, instance, migration,
                                            destination_xml):
         record = validation.peer_instance(instance)
-        migration = self._peer_migration(migration, 'dest_host')
         validation.short_text(destination_xml, 'destination_xml', 1 << 20)
         uuid = record['uuid']
+        migration = self._recorded_peer_migration(migration, 'dest_host',
+                                                  'taken over')
+        checks.require_step(migration, 'taken over', checks.LIVE,
+                            TAKE_OVER_FROM, uuid)
+        # The record written below must not replace this host's own.
+        checks.require_not_owned(self._db, self._host, uuid,
+                                 'take over')
         try:
             self._driver.post_live_migration_at_destination(
                 uuid, destination_xml)
@@ -316,6 +343,17 @@ class LiveMigrationMixin:
         uuid = validation.instance_uuid(instance_uuid)
         migration_id = validation.migration_id(migration_id)
         validation.short_text(reason, 'reason')
+        migration = self._own_migration(migration_id, 'dest_host',
+                                        'rolled back')
+        checks.require_step(migration, 'rolled back', checks.LIVE,
+                            ROLL_BACK_FROM, uuid)
+        # The rollback destroys the domain: never that of an instance
+        # this host owns, nor of one another migration is bringing here.
+        checks.require_not_owned(self._db, self._host, uuid,
+                                 'roll back the arrival of')
+        checks.require_no_other_arrival(
+            self._db, self._host, uuid, 'roll back the arrival of',
+            besides=migration_id)
         try:
             self._driver.rollback_live_migration_at_destination(uuid)
         finally:

@@ -25,6 +25,7 @@ import uuid as uuidlib
 
 from compute_agent import exception
 from compute_agent import manager_base as base
+from compute_agent import migration_checks as checks
 from compute_agent import peers
 from compute_agent import rpcapi
 from compute_agent import validation
@@ -56,11 +57,8 @@ class ResizeMixin:
         if existing is not None and existing['host'] == self._host:
             raise exception.InvalidInput(
                 reason=f'instance {uuid} is already on host {self._host}')
-        if self._incoming_migration(uuid) is not None:
-            raise exception.InstanceInvalidState(
-                action='migrate', instance_uuid=uuid,
-                state='already migrating to this host',
-                allowed='no other migration of it is in progress')
+        checks.require_no_other_arrival(self._db, self._host, uuid,
+                                        'migrate')
         record = self._source_instance(ctxt, source, uuid)
         self._driver.check_image(record['image'])
         kind = 'resize' if flavor and flavor != record['flavor'] \
@@ -83,13 +81,6 @@ class ResizeMixin:
                 migration['id'], status='cancelled',
                 message=f'cancelled before it started: {reason}'))
         return migration
-
-    def _incoming_migration(self, instance_uuid):
-        for migration in self._db.list_migrations(
-                instance_uuid, statuses=('queued', 'preparing', 'running')):
-            if migration['dest_host'] == self._host:
-                return migration
-        return None
 
     def _source_instance(self, ctxt, source, uuid):
         self._require_peer_running(ctxt, source, 'source')
@@ -159,11 +150,19 @@ class ResizeMixin:
 
     @remotable
     def finish_resize(self, ctxt, migration, instance, has_disk, power_on):
-        migration = self._peer_migration(migration, 'dest_host')
         record = validation.peer_instance(instance)
         validation.boolean(has_disk, 'has_disk')
         validation.boolean(power_on, 'power_on')
-        uuid, flavor = record['uuid'], migration['details']['new_flavor']
+        # The migration as this host recorded it in prep_resize (its
+        # flavor included), in the step where the source hands over.
+        migration = self._recorded_peer_migration(migration, 'dest_host',
+                                                  'finished')
+        uuid = record['uuid']
+        checks.require_step(migration, 'finished', checks.COLD,
+                            ('running',), uuid)
+        checks.require_not_owned(self._db, self._host, uuid,
+                                 'finish the arrival of')
+        flavor = migration['details']['new_flavor']
         try:
             self._driver.finish_migration(
                 uuid, record['name'], flavor['vcpus'], flavor['memory_mb'],
@@ -199,6 +198,7 @@ class ResizeMixin:
         if '/' in marker or marker.startswith('..'):
             raise exception.InvalidInput(
                 reason='marker must be a plain file name')
+        self._get(uuid)
         return self._driver.check_shared_storage_marker(uuid, marker)
 
     @remotable
@@ -211,23 +211,34 @@ class ResizeMixin:
         validation.short_text(destination_path, 'destination_path')
         shared = validation.boolean(shared_storage, 'shared_storage')
         target = validation.migration_target(migration_target)
-        self._db.put_migration(**migration)
+        # This request begins the source's part: the migration is new
+        # here, in the step the destination asks for, and the instance is
+        # this host's and free to move (claimed before anything is
+        # written, so a refused request leaves no trace).
+        checks.require_new(self._db, self._host, migration)
+        checks.require_step(migration, 'handed over', checks.COLD,
+                            ('running',))
+        record = self._claim(
+            uuid, 'resize' if migration['kind'] == 'resize' else 'migrate',
+            {base.ACTIVE, base.STOPPED}, 'resize_migrating', clean)
         try:
-            return self._hand_over(ctxt, migration, uuid, clean, timeout,
+            self._record_new_migration(migration)
+        except Exception:
+            self._finish(uuid)
+            raise
+        try:
+            return self._hand_over(ctxt, migration, record, clean, timeout,
                                    destination_path, shared, target)
         except Exception as error:
             self._db.update_migration(migration['id'], status='failed',
                                       message=str(error))
             raise
 
-    def _hand_over(self, ctxt, migration, uuid, clean, timeout,
+    def _hand_over(self, ctxt, migration, record, clean, timeout,
                    destination_path, shared, target):
         """The source's part: power off, copy, start it there."""
-        dest = migration['dest_host']
+        uuid, dest = record['uuid'], migration['dest_host']
         with self._action(ctxt, uuid, migration['kind']) as report:
-            record = self._claim(uuid, migration['kind'],
-                                 {base.ACTIVE, base.STOPPED},
-                                 'resize_migrating', clean)
             was_running = record['power_state'] == virt_driver.RUNNING
             try:
                 report.power_off = self._power_off(
@@ -285,21 +296,23 @@ class ResizeMixin:
     def confirm_resize(self, ctxt, migration_id):
         migration = self._own_migration(migration_id, 'source_host',
                                         'confirmed')
-        claimed = self._db.update_migration(
-            migration['id'], expected_status='completed',
-            status='confirming')
-        if claimed is None:
-            raise exception.InvalidInput(
-                reason=f'migration {migration["id"]} is '
-                       f'{migration["status"]}; only a completed one can be '
-                       f'confirmed')
+        checks.require_step(migration, 'confirmed', checks.COLD,
+                            ('completed',))
+        # Confirming removes the original: only that of an instance this
+        # host handed over and has not taken back.
+        checks.require_handed_over(self._db, migration,
+                                   'confirm the migration of', RESIZED)
+        claimed = self._claim_migration(migration, 'completed',
+                                        'confirming', 'confirmed')
         uuid, dest = migration['instance_uuid'], migration['dest_host']
         try:
-            self._driver.confirm_migration(
-                uuid, claimed['details'].get('shared_storage', False))
+            # The destination checks its side first: the original is
+            # removed only once the instance there is confirmed.
             with peers.calling(dest, 'confirm the migrated instance'):
                 self._peers.finish_confirm_resize(
                     ctxt, dest, migration_id=migration['id'])
+            self._driver.confirm_migration(
+                uuid, claimed['details'].get('shared_storage', False))
         except Exception as error:
             self._db.update_migration(migration['id'], status='error',
                                       message=f'confirm failed: {error}')
@@ -313,28 +326,54 @@ class ResizeMixin:
     def finish_confirm_resize(self, ctxt, migration_id):
         migration = self._own_migration(migration_id, 'dest_host',
                                         'confirmed')
+        checks.require_step(migration, 'confirmed', checks.COLD,
+                            ('completed',))
         uuid = migration['instance_uuid']
+        # The instance first, then the migration: a revert_resize racing
+        # this request claims them in the same order, so one of the two
+        # is refused before it changes anything.
+        self._begin(uuid, 'confirm-resize', {RESIZED}, 'resize_confirming')
+        try:
+            confirmed = self._claim_migration(migration, 'completed',
+                                              'confirmed', 'confirmed')
+        except Exception:
+            self._finish(uuid)
+            raise
         power_state = self._safe_power_state(uuid)
-        self._db.update_instance(
-            uuid, expected_task_state=None,
-            vm_state=base.ACTIVE if power_state == virt_driver.RUNNING
-            else base.STOPPED, power_state=power_state)
-        return self._db.update_migration(migration['id'],
-                                         status='confirmed')
+        self._finish(uuid, power_state=power_state,
+                     vm_state=base.ACTIVE
+                     if power_state == virt_driver.RUNNING else base.STOPPED)
+        return confirmed
+
+    def _claim_migration(self, migration, expected, status, action):
+        """Move the migration from status expected to status, or refuse
+        (another request moved it first)."""
+        claimed = self._db.update_migration(
+            migration['id'], expected_status=expected, status=status)
+        if claimed is None:
+            current = self._known_migration(migration['id'])
+            raise exception.InvalidInput(
+                reason=f'migration {migration["id"]} is '
+                       f'{current["status"]}; it can be {action} only while '
+                       f'it is {expected}')
+        return claimed
 
     @remotable
     def revert_resize(self, ctxt, migration_id):
         migration = self._own_migration(migration_id, 'dest_host',
                                         'reverted')
+        checks.require_step(migration, 'reverted', checks.COLD,
+                            ('completed',))
         uuid, source = migration['instance_uuid'], migration['source_host']
-        if migration['status'] != 'completed':
-            raise exception.InvalidInput(
-                reason=f'migration {migration["id"]} is '
-                       f'{migration["status"]}; only a completed one can be '
-                       f'reverted')
+        # Claimed before the action record, so a refusal leaves no trace.
+        self._begin(uuid, 'revert-resize', {RESIZED}, 'resize_reverting')
+        try:
+            self._claim_migration(migration, 'completed', 'reverting',
+                                  'reverted')
+        except Exception:
+            self._finish(uuid)
+            raise
         with self._action(ctxt, uuid, 'revert-resize'):
-            self._begin(uuid, 'revert-resize', {RESIZED}, 'resize_reverting')
-            self._db.update_migration(migration['id'], status='reverting')
             try:
                 # The copy here is thrown away: no clean shutdown needed.
                 self._driver.revert_migration_at_destination(
@@ -361,6 +400,14 @@ class ResizeMixin:
     def finish_revert_resize(self, ctxt, migration_id):
         migration = self._own_migration(migration_id, 'source_host',
                                         'reverted')
+        checks.require_step(migration, 'reverted', checks.COLD,
+                            ('completed',))
+        # Restarting the original redefines the instance's record here:
+        # only that of an instance this host handed over.
+        checks.require_handed_over(self._db, migration,
+                                   'revert the migration of', RESIZED)
+        self._claim_migration(migration, 'completed', 'reverting',
+                              'reverted')
         uuid, details = migration['instance_uuid'], migration['details']
         power_on = details.get('power_on', True)
         try:

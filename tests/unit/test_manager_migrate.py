@@ -210,6 +210,22 @@ class LiveMigrationTest(TwoHostsTestCase):
         self.assertNotIn(instance['uuid'], self.drivers['host-b'].files)
         wait_for(lambda: not self.tracked('host-b'), 5, 'hold released')
 
+    def test_a_failed_preparation_is_rolled_back_at_the_destination(self):
+        instance = self.boot()
+        self.drivers['host-b'].fail_next['pre_live_migration'] = \
+            exception.MigrationError(reason='no room for the disk')
+        migration = self.a.live_migrate_instance(self.ctxt, instance['uuid'],
+                                                 'host-b')
+        done = self.wait_final(self.a, migration['id'])
+        self.assertEqual('failed', done['status'])
+        # The destination accepted the rollback of what it had recorded.
+        self.assertNotIn('rollback failed', done['message'])
+        self.assertIn(('host-b', 'rollback_live_migration_at_destination'),
+                      self.peers.calls)
+        self.assertEqual('failed', self.b.get_migration(
+            self.ctxt, migration['id'])['status'])
+        self.assertEqual([], self.tracked('host-b'))
+
     def test_abort_leaves_the_guest_on_the_source(self):
         instance = self.boot()
         gate = self.drivers['host-a'].migration_gate = fakes.BlockingGate()
@@ -434,7 +450,7 @@ class ColdMigrationTest(TwoHostsTestCase):
         self.assertIn('only on its dest, host-b', str(self.unwrap(
             self.a.revert_resize, self.ctxt, done['id'])))
         self.a.confirm_resize(self.ctxt, done['id'])
-        self.assertIn('only a completed one', str(self.unwrap(
+        self.assertIn('reverted only while it is completed', str(self.unwrap(
             self.b.revert_resize, self.ctxt, done['id'])))
 
     def test_drain_cancels_a_queued_resize(self):

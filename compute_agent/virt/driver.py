@@ -25,7 +25,10 @@ def wants_guest_agent(image_properties):
 class PowerOffResult:
     """What a power-off did: ``result`` is 'clean' when the guest went off
     by itself, 'forced' when it was destroyed; ``method`` says how the off
-    state came about ('acpi', 'destroy' or 'already-off')."""
+    state came about ('acpi', 'destroy' or 'already-off'); when a clean
+    power-off waited for the guest, ``detected_by`` says what ended the
+    wait: 'event' (the guest's lifecycle event) or 'poll' (the state poll,
+    as when the event was lost)."""
 
     requested: str
     result: str
@@ -33,17 +36,27 @@ class PowerOffResult:
     seconds: float
     timeout: int
     shutdown_requests: int = 0
+    detected_by: str = None
 
     def to_record(self):
-        return {'requested': self.requested, 'result': self.result,
-                'seconds': round(self.seconds, 3), 'timeout': self.timeout,
-                'method': self.method}
+        record = {'requested': self.requested, 'result': self.result,
+                  'seconds': round(self.seconds, 3),
+                  'timeout': self.timeout, 'method': self.method}
+        if self.detected_by is not None:
+            record['detected_by'] = self.detected_by
+        return record
 
 
 class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def init_host(self, host):
         """Connect to the hypervisor; called once before serving."""
+
+    def health(self):
+        """How the link to the hypervisor stands, for the service status:
+        a JSON-serialisable dict, or None from a driver with nothing to
+        report."""
+        return None
 
     @abc.abstractmethod
     def check_image(self, image):

@@ -58,6 +58,14 @@ class FakeDomain:
     def UUIDString(self):
         return self.uuid
 
+    def connect(self):
+        return self._connection
+
+    def _require_connection(self):
+        if not self._connection.isAlive():
+            raise libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR,
+                                'client socket is closed')
+
     def isActive(self):
         return self.state_value not in (libvirt.VIR_DOMAIN_SHUTOFF,
                                         libvirt.VIR_DOMAIN_CRASHED)
@@ -69,6 +77,7 @@ class FakeDomain:
         return [self.state_value, self.state_reason]
 
     def info(self):
+        self._require_connection()
         return [self.state_value, self.memory_kib, self.memory_kib, 1, 0]
 
     def XMLDesc(self, flags=0):
@@ -81,7 +90,15 @@ class FakeDomain:
         self.calls.append('create')
         self.state_value = libvirt.VIR_DOMAIN_RUNNING
 
+    def shutdownFlags(self, flags):
+        self._require_connection()
+        self.calls.append(('shutdownFlags', flags))
+        if not self.isActive():
+            raise libvirt_error(libvirt.VIR_ERR_OPERATION_INVALID,
+                                'domain is not running')
+
     def destroy(self):
+        self._require_connection()
         self.calls.append('destroy')
         if not self.isActive():
             raise libvirt_error(libvirt.VIR_ERR_OPERATION_INVALID,

@@ -4,16 +4,21 @@ domain XML it writes for QEMU guests."""
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from xml.etree import ElementTree as ET
 
+import fixtures
 import libvirt
 
 from compute_agent import exception
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
+from compute_agent.virt.libvirt import power
+from tests.fixtures.polling import wait_for
 from tests.unit import base
+from tests.unit import fake_libvirt
 
 IMAGE = {'id': 'img', 'properties': {}}
 
@@ -43,9 +48,9 @@ class TestDriverTest(base.TestCase):
     def test_clean_power_off_is_woken_by_the_lifecycle_event(self):
         self.spawn()
         result = self.driver.power_off(self.uuid, True, 30, 10)
-        self.assertEqual(('clean', 'acpi', 1),
+        self.assertEqual(('clean', 'acpi', 1, 'event'),
                          (result.result, result.method,
-                          result.shutdown_requests))
+                          result.shutdown_requests, result.detected_by))
         # The safety-net poll would have taken SAFETY_NET_POLL seconds.
         self.assertLess(result.seconds, 1.0)
         self.assertEqual(driver.SHUTDOWN,
@@ -95,6 +100,59 @@ class TestDriverTest(base.TestCase):
 
     def test_test_driver_boots_any_image(self):
         self.driver.check_image(IMAGE)
+
+
+class LibvirtdRestartTest(base.TestCase):
+    """A clean power-off on a fake QEMU connection that is lost while the
+    power-off waits, as when libvirtd restarts."""
+
+    def setUp(self):
+        super().setUp()
+        state_path = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, state_path, True)
+        self.driver, self.old = fake_libvirt.qemu_driver(state_path)
+        self.old.add(fake_libvirt.UUID, '<domain/>')
+        # libvirtd after its restart: it has reattached to the guest.
+        self.new = fake_libvirt.FakeConnection()
+        self.guest = self.new.add(fake_libvirt.UUID, '<domain/>')
+        self.useFixture(fixtures.MockPatchObject(libvirt, 'open',
+                                                 return_value=self.new))
+
+    def test_power_off_is_woken_by_an_event_after_the_reconnect(self):
+        control = power.PowerOffControl()
+        results = []
+        waiter = threading.Thread(target=lambda: results.append(
+            self.driver.power_off(fake_libvirt.UUID, True, 60, 60,
+                                  control=control)))
+        waiter.start()
+        self.addCleanup(waiter.join, 10)
+        wait_for(lambda: (control.progress() or {}).get('requests'), 10,
+                 'the shutdown request')
+
+        self.old.lose()
+        wait_for(lambda: self.new.lifecycle_callbacks, 10,
+                 'the event callback on the new connection')
+        self.assertTrue(self.driver.health()['connected'])
+        self.guest.state_value = libvirt.VIR_DOMAIN_SHUTOFF
+        self.new.emit(self.guest, libvirt.VIR_DOMAIN_EVENT_STOPPED)
+        waiter.join(10)
+
+        self.assertEqual([('clean', 'clean', 'acpi', 1, 'event')],
+                         [(r.requested, r.result, r.method,
+                           r.shutdown_requests, r.detected_by)
+                          for r in results])
+        self.assertTrue(self.old.closed)
+
+    def test_power_off_fails_clearly_when_libvirtd_stays_away(self):
+        error = fake_libvirt.libvirt_error(libvirt.VIR_ERR_SYSTEM_ERROR,
+                                           'Failed to connect socket')
+        self.useFixture(fixtures.MockPatchObject(libvirt, 'open',
+                                                 side_effect=error))
+        self.old.lose()
+        failure = self.assertRaises(
+            exception.HypervisorError, self.driver.power_off,
+            fake_libvirt.UUID, True, 1, 60)
+        self.assertIn('Failed to connect socket', str(failure))
 
 
 class QemuXmlTest(base.TestCase):

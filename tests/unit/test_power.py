@@ -18,9 +18,12 @@ class FakeGuest(power.Guest):
     shutdown request (never, when None); or at `off_at` on its own."""
 
     def __init__(self, clock, acpi_delay=None, off_at=None,
-                 shutdown_error=None, agent=None):
-        """:param agent: None (no guest agent), 'obeys' or 'ignores'."""
+                 shutdown_error=None, agent=None, unreachable=None):
+        """:param agent: None (no guest agent), 'obeys' or 'ignores'.
+        :param unreachable: (start, end): the hypervisor cannot be reached
+            from start until end (e.g. libvirtd restarts)."""
         self.clock = clock
+        self.unreachable = unreachable
         self.acpi_delay = acpi_delay
         self.off_at = off_at
         self.shutdown_error = shutdown_error
@@ -29,10 +32,17 @@ class FakeGuest(power.Guest):
         self.methods = []
         self.destroyed_at = None
 
+    def _reach(self):
+        if self.unreachable is not None and \
+                self.unreachable[0] <= self.clock.now < self.unreachable[1]:
+            raise power.GuestUnreachable('libvirtd is restarting')
+
     def is_off(self):
+        self._reach()
         return self.off_at is not None and self.clock.now >= self.off_at
 
     def request_shutdown(self, method):
+        self._reach()
         if self.shutdown_error:
             raise self.shutdown_error
         if self.is_off():
@@ -52,6 +62,7 @@ class FakeGuest(power.Guest):
         return True
 
     def destroy(self):
+        self._reach()
         if self.is_off():
             return False
         self.destroyed_at = self.off_at = self.clock.now
@@ -72,11 +83,15 @@ class FakeControl(power.PowerOffControl):
     def wait(self, timeout):
         self.waits.append(timeout)
         wake_times = [self.clock.now + timeout]
+        event_at = None
         if self.delivered and self.guest.off_at is not None:
-            wake_times.append(max(self.clock.now, self.guest.off_at))
+            event_at = max(self.clock.now, self.guest.off_at)
+            wake_times.append(event_at)
         if self.force_at is not None:
             wake_times.append(max(self.clock.now, self.force_at))
         self.clock.now = min(wake_times)
+        if event_at is not None and self.clock.now >= event_at:
+            self.set()   # as the event dispatcher does
         if self.force_at is not None and self.clock.now >= self.force_at:
             self.force()
         return self.clock.now < wake_times[0]
@@ -102,6 +117,7 @@ class PowerOffTest(base.TestCase):
         self.assertAlmostEqual(1.3, result.seconds)
         self.assertIsNone(guest.destroyed_at)
         self.assertEqual(1, result.shutdown_requests)
+        self.assertEqual('event', result.detected_by)
 
     def test_lost_event_is_caught_by_the_safety_net_poll(self):
         guest = FakeGuest(self.clock, acpi_delay=3.0)
@@ -111,6 +127,33 @@ class PowerOffTest(base.TestCase):
         self.assertLessEqual(result.seconds,
                              3.0 + power.SAFETY_NET_POLL)
         self.assertLess(result.seconds, 10)
+        self.assertEqual('poll', result.detected_by)
+
+    def test_hypervisor_outage_during_the_wait_is_ridden_out(self):
+        # libvirtd restarts 1 s into the wait and is back 4 s later; the
+        # guest goes off after that, and its event ends the wait.
+        guest = FakeGuest(self.clock, acpi_delay=8, unreachable=(101, 105))
+        result = self._power_off(guest)
+        self.assertEqual(('clean', 'acpi', 'event', 1),
+                         (result.result, result.method, result.detected_by,
+                          result.shutdown_requests))
+        self.assertAlmostEqual(8.0, result.seconds)
+        self.assertIsNone(guest.destroyed_at)
+
+    def test_request_missed_in_an_outage_is_resent_at_the_next_poll(self):
+        guest = FakeGuest(self.clock, unreachable=(110, 111))
+        guest.request_shutdown = _obey_on_call(guest, call=3, delay=0.5)
+        result = self._power_off(guest, timeout=60, retry=10)
+        # Asked at 100, missed at 110, asked again at the next poll.
+        self.assertEqual([100.0, 100.0 + 10 + power.SAFETY_NET_POLL],
+                         guest.requests)
+        self.assertEqual(('clean', 2), (result.result,
+                                        result.shutdown_requests))
+
+    def test_hypervisor_still_away_at_the_deadline_is_an_error(self):
+        guest = FakeGuest(self.clock, unreachable=(105, 1000))
+        self.assertRaises(power.GuestUnreachable, self._power_off, guest,
+                          timeout=20)
 
     def test_request_is_resent_every_retry_interval(self):
         guest = FakeGuest(self.clock)   # ignores ACPI

@@ -10,15 +10,41 @@ _ALREADY_OFF_ERRORS = frozenset([libvirt.VIR_ERR_OPERATION_INVALID,
 
 
 class DomainGuest(power.Guest):
-    """Adapts a libvirt domain to the power-off algorithm."""
+    """Adapts a libvirt domain to the power-off algorithm.
 
-    def __init__(self, domain, test_driver):
+    A domain object dies with its connection. When libvirtd restarts
+    under a power-off, the guest is found again through find_domain()
+    (on the host's new connection); while there is none, the guest is
+    unreachable (power.GuestUnreachable).
+    """
+
+    def __init__(self, domain, test_driver, find_domain=None):
         self._domain = domain
         self._test_driver = test_driver
+        self._find_domain = find_domain
+
+    def _call(self, operation):
+        """operation(domain), on a live connection."""
+        if self._find_domain is not None and \
+                not _alive(self._domain.connect()):
+            try:
+                self._domain = self._find_domain()
+            except libvirt.libvirtError as error:
+                if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                raise power.GuestUnreachable(
+                    error.get_error_message()) from error
+        try:
+            return operation(self._domain)
+        except libvirt.libvirtError as error:
+            if _alive(self._domain.connect()):
+                raise
+            raise power.GuestUnreachable(
+                error.get_error_message()) from error
 
     def is_off(self):
         try:
-            state = self._domain.info()[0]
+            state = self._call(lambda domain: domain.info())[0]
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return True
@@ -29,21 +55,32 @@ class DomainGuest(power.Guest):
     def request_shutdown(self, method):
         if self._test_driver:
             # The test driver takes no shutdown method flags.
-            return unless_already_off(self._domain.shutdown)
+            return unless_already_off(
+                lambda: self._call(lambda domain: domain.shutdown()))
         if method == power.GUEST_AGENT:
             try:
-                return unless_already_off(lambda: self._domain.shutdownFlags(
-                    libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT))
+                return unless_already_off(lambda: self._call(
+                    lambda domain: domain.shutdownFlags(
+                        libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)))
             except libvirt.libvirtError as error:
                 if error.get_error_code() in _AGENT_UNAVAILABLE_ERRORS:
                     raise power.GuestAgentUnavailable(
                         error.get_error_message())
                 raise
-        return unless_already_off(lambda: self._domain.shutdownFlags(
-            libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN))
+        return unless_already_off(lambda: self._call(
+            lambda domain: domain.shutdownFlags(
+                libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)))
 
     def destroy(self):
-        return unless_already_off(self._domain.destroy)
+        return unless_already_off(
+            lambda: self._call(lambda domain: domain.destroy()))
+
+
+def _alive(connection):
+    try:
+        return connection.isAlive()
+    except libvirt.libvirtError:
+        return False   # closed already
 
 
 # libvirt errors that mean the guest agent cannot take a request now.

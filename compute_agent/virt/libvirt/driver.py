@@ -63,6 +63,9 @@ class LibvirtDriver(driver.ComputeDriver):
         self._cold = cold_migration.ColdMigrations(
             self, cold_migration_disk_transfer)
 
+    def health(self):
+        return dict(self._host.health(), driver='libvirt')
+
     def init_host(self, host):
         connection = self._host.connect()
         self.is_test_driver = connection.getType().lower() == 'test'
@@ -190,18 +193,23 @@ class LibvirtDriver(driver.ComputeDriver):
     def power_off(self, instance_uuid, clean, timeout, retry_interval,
                   control=None, use_guest_agent=False):
         control = control or power.PowerOffControl()
-        domain = self.lookup(instance_uuid)
+        try:
+            domain = self.lookup(instance_uuid)
+        except libvirt.libvirtError as error:
+            raise self._fail('power off', instance_uuid, error)
         if domain is None:
             return driver.PowerOffResult(
                 requested='clean' if clean else 'forced', result='clean',
                 method='already-off', seconds=0.0, timeout=timeout)
+        guest = domain_guest.DomainGuest(
+            domain, self.is_test_driver, find_domain=lambda: (
+                self._host.connection.lookupByUUIDString(instance_uuid)))
         self._host.watch_power_off(instance_uuid, control)
         try:
-            return power.power_off(
-                domain_guest.DomainGuest(domain, self.is_test_driver),
-                control, clean, timeout, retry_interval,
-                use_guest_agent=use_guest_agent)
-        except libvirt.libvirtError as error:
+            return power.power_off(guest, control, clean, timeout,
+                                   retry_interval,
+                                   use_guest_agent=use_guest_agent)
+        except (libvirt.libvirtError, power.GuestUnreachable) as error:
             raise self._fail('power off', instance_uuid, error)
         finally:
             self._host.unwatch_power_off(instance_uuid, control)

@@ -7,6 +7,11 @@ ends the moment the guest is reported off: the lifecycle event wakes it at
 once, and a state poll every few seconds is only the safety net for a lost
 event. When the timeout runs out, or a forced request arrives meanwhile,
 the guest is destroyed.
+
+The hypervisor may go away meanwhile (libvirtd restarts): the wait goes
+on, a request that could not be sent is sent again at the next poll, and
+the events come back with the reconnect. The result says whether the
+wait was ended by the lifecycle event or by the poll.
 """
 
 import threading
@@ -21,9 +26,18 @@ SAFETY_NET_POLL = 2.0
 GUEST_AGENT = 'guest-agent'
 ACPI = 'acpi'
 
+# What noticed that the guest had gone off (PowerOffResult.detected_by).
+BY_EVENT = 'event'
+BY_POLL = 'poll'
+
 
 class GuestAgentUnavailable(Exception):
     """The guest agent did not take the shutdown request."""
+
+
+class GuestUnreachable(Exception):
+    """The hypervisor cannot be reached for now (e.g. libvirtd is
+    restarting): the guest's state is unknown, a request was not sent."""
 
 
 class Guest:
@@ -31,6 +45,8 @@ class Guest:
     domain to it."""
 
     def is_off(self):
+        """Raises GuestUnreachable (as the others do) when the hypervisor
+        cannot be asked."""
         raise NotImplementedError
 
     def request_shutdown(self, method):
@@ -57,12 +73,15 @@ class PowerOffControl:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._forced = False
+        self._off_event = False
         self._started = None
         self._timeout = None
         self._method = None
         self._requests = 0
 
     def set(self):
+        with self._lock:
+            self._off_event = True
         self._wake.set()
 
     def force(self):
@@ -74,6 +93,11 @@ class PowerOffControl:
     def forced(self):
         with self._lock:
             return self._forced
+
+    @property
+    def off_event_seen(self):
+        with self._lock:
+            return self._off_event
 
     def wait(self, timeout):
         woken = self._wake.wait(timeout)
@@ -112,11 +136,15 @@ def power_off(guest, control, clean, timeout, retry_interval,
     started = clock()
     requests = 0
 
-    def result(how, method):
+    def result(how, method, detected_by=None):
         return driver.PowerOffResult(
             requested=requested, result=how, method=method,
             seconds=clock() - started, timeout=timeout,
-            shutdown_requests=requests)
+            shutdown_requests=requests, detected_by=detected_by)
+
+    def noticed_off():
+        return result('clean', method or 'already-off',
+                      BY_EVENT if control.off_event_seen else BY_POLL)
 
     def forced_off():
         if guest.destroy():
@@ -131,24 +159,38 @@ def power_off(guest, control, clean, timeout, retry_interval,
 
     control.waiting(timeout)
     deadline = started + timeout
+    next_request = started
     while clock() < deadline:
-        method = _request_shutdown(guest, use_guest_agent)
-        if method is None:
-            return result('clean', 'already-off')
-        requests += 1
-        control.requested(method)
-        next_request = min(clock() + retry_interval, deadline)
-        while clock() < next_request:
-            control.wait(max(min(next_request - clock(), safety_net_poll),
-                             0))
-            if guest.is_off():
-                return result('clean', method)
-            if control.forced:
-                return forced_off()
+        if clock() >= next_request:
+            try:
+                sent = _request_shutdown(guest, use_guest_agent)
+            except GuestUnreachable:
+                # The hypervisor is away: ask again at the next poll.
+                next_request = min(clock() + safety_net_poll, deadline)
+            else:
+                if sent is None:
+                    return result('clean', 'already-off')
+                method = sent
+                requests += 1
+                control.requested(method)
+                next_request = min(clock() + retry_interval, deadline)
+        control.wait(max(min(next_request - clock(), safety_net_poll), 0))
+        if _is_off_if_reachable(guest):
+            return noticed_off()
+        if control.forced:
+            return forced_off()
     if guest.is_off():
         # It went off by itself just as the time ran out.
-        return result('clean', method)
+        return noticed_off()
     return forced_off()
+
+
+def _is_off_if_reachable(guest):
+    """Whether the guest is off; False while the hypervisor is away."""
+    try:
+        return guest.is_off()
+    except GuestUnreachable:
+        return False
 
 
 def _request_shutdown(guest, use_guest_agent):

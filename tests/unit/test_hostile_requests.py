@@ -6,12 +6,17 @@ and is not migrating. Each request must get a contract error and change
 nothing: no driver call, no database write, no drain hold taken or
 released, no call to the other host."""
 
+import os
+import re
 import uuid
 
 import sqlalchemy as sa
+import testtools
 
 from compute_agent import db
 from compute_agent import exception
+from compute_agent import manager
+from compute_agent import rpc
 from tests.fixtures.polling import wait_for
 from tests.unit import fakes
 from tests.unit import test_manager_migrate
@@ -502,3 +507,27 @@ class DrainHoldTest(HostileRequestTestCase):
         wait_for(lambda: not self.tracked('host-b'), 5, 'hold released')
         self.assertEqual('failed', self.b.get_migration(
             self.ctxt, migration['id'])['status'])
+
+
+AUDIT = os.path.join(os.path.dirname(__file__), '..', '..', 'doc', 'source',
+                     'rpc-audit.rst')
+
+
+class AuditTableTest(testtools.TestCase):
+    """doc/source/rpc-audit.rst has one row per RPC method, no more."""
+
+    def test_every_rpc_method_has_one_row(self):
+        policy = rpc.RemotableOnlyPolicy()
+        methods = {name for name in dir(manager.ComputeManager)
+                   if policy.is_allowed(manager.ComputeManager, name)}
+        with open(AUDIT, encoding='utf-8') as audit:
+            rows = re.findall(r'^   \* - ``(\w+)``$', audit.read(),
+                              re.MULTILINE)
+        self.assertEqual(len(rows), len(set(rows)), 'a method has two rows')
+        self.assertEqual(
+            set(), methods - set(rows),
+            'RPC methods without a row in doc/source/rpc-audit.rst: say '
+            'what each may destroy or change and what it checks first')
+        self.assertEqual(set(), set(rows) - methods,
+                         'rows in doc/source/rpc-audit.rst for methods '
+                         'that are not RPC methods')

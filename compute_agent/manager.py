@@ -51,6 +51,7 @@ class ComputeManager(manager_migrate.LiveMigrationMixin,
         status = {'host': self._host, 'service_version': SERVICE_VERSION,
                   'rpc_api_version': RPC_API_VERSION}
         status.update(self._service_status())
+        status['hypervisor'] = self._driver.health()
         progress = self._power_off_progress()
         for operation in status['in_flight']:
             if operation['request_id'] in progress:

@@ -54,6 +54,14 @@ move with it; a unit test keeps the three in step):
   1.4 without it to an older source, which can then only copy through a
   mounted path. SERVICE_VERSION 6.
 
+Note: additions to results that need no new version (a client ignores
+keys it does not know): get_service_status's ``hypervisor``, the agent's
+link to its hypervisor or null (libvirt: {"driver", "uri", "connected",
+"reconnects", "event_loop", "event_loop_restarts", "dispatcher",
+"dispatcher_restarts", "last_error"}, the threads' states 'running',
+'restarting' or 'stopped'); last_power_off's ``detected_by``, 'event'
+or 'poll', when a clean power-off waited for its guest.
+
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request
 meant for ``compute-alt`` goes to ``compute`` when the peer is older than

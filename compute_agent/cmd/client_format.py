@@ -69,6 +69,8 @@ def status(status):
              f'graceful_shutdown_timeout {status["graceful_shutdown_timeout"]}'
              f' s',
              f'in flight       {len(status["in_flight"])}']
+    if status.get('hypervisor'):
+        lines.insert(-1, hypervisor(status['hypervisor']))
     for op in status['in_flight']:
         line = (f'  {op["method"]} {op["instance_uuid"] or "-"} '
                 f'{op["request_id"] or "-"} for {op["elapsed"]:.1f} s')
@@ -77,6 +79,19 @@ def status(status):
                      + waiting_power_off(op['power_off']))
         lines.append(line)
     return '\n'.join(lines)
+
+
+def hypervisor(health):
+    """The status line for the agent's link to its hypervisor."""
+    restarts = health['event_loop_restarts'] + health['dispatcher_restarts']
+    line = (f'hypervisor      {health["driver"]} {health["uri"]}: '
+            f'{"connected" if health["connected"] else "NOT CONNECTED"}, '
+            f'event loop {health["event_loop"]}, dispatcher '
+            f'{health["dispatcher"]}, {health["reconnects"]} reconnects, '
+            f'{restarts} thread restarts')
+    if health['last_error']:
+        line += f'; last error: {health["last_error"]}'
+    return line
 
 
 def progress(waiting):

@@ -662,6 +662,19 @@ class TestFormatting(base.TestCase):
         self.assertTrue(lines[-1].endswith('req-other for 12.3 s'),
                         lines[-1])
 
+    def test_status_shows_the_hypervisor_link(self):
+        health = {'driver': 'libvirt', 'uri': 'qemu:///system',
+                  'connected': False, 'reconnects': 2,
+                  'event_loop': 'running', 'event_loop_restarts': 0,
+                  'dispatcher': 'restarting', 'dispatcher_restarts': 3,
+                  'last_error': 'RuntimeError: boom'}
+        lines = client_format.status(dict(STATUS, hypervisor=health))
+        self.assertIn(
+            'hypervisor      libvirt qemu:///system: NOT CONNECTED, event '
+            'loop running, dispatcher restarting, 2 reconnects, 3 thread '
+            'restarts; last error: RuntimeError: boom', lines.splitlines())
+        self.assertNotIn('hypervisor', client_format.status(STATUS))
+
     def test_action_times_are_shown_in_utc(self):
         for start, shown in (
                 ('2026-11-23T12:00:01.9Z', '2026-11-23 12:00:01Z'),

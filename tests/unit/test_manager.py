@@ -156,6 +156,16 @@ class LifecycleTest(ManagerTestCase):
         self.assertEqual('deleted', record['vm_state'])
         self.assertEqual('already-off', record['last_power_off']['method'])
 
+    def test_status_reports_the_hypervisor_link(self):
+        self.assertIsNone(
+            self.manager.get_service_status(self.ctxt)['hypervisor'])
+        self.driver.health = lambda: {'connected': False,
+                                      'last_error': 'libvirtd is gone'}
+        self.assertEqual({'connected': False,
+                          'last_error': 'libvirtd is gone'},
+                         self.manager.get_service_status(self.ctxt)
+                         ['hypervisor'])
+
     def test_status_reports_versions(self):
         status = self.manager.get_service_status(self.ctxt)
         self.assertEqual((HOST, manager.SERVICE_VERSION,

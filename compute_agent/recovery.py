@@ -37,11 +37,13 @@ class RestartRecovery:
             uuid = record['uuid']
             try:
                 recovered[uuid] = self._reconcile(record)
-            except exception.HypervisorError as error:
-                # One guest libvirt cannot settle must not keep the agent,
-                # and every other guest, out of service.
+            except Exception as error:
+                # One guest libvirt cannot settle, or a bug met on the way,
+                # must not keep the agent, and every other guest, out of
+                # service (a restart loop). A bug's traceback is logged.
                 LOG.error('Could not settle interrupted instance %s: %s; '
-                          'marking it error', uuid, error)
+                          'marking it error', uuid, error, exc_info=not
+                          isinstance(error, exception.HypervisorError))
                 self._db.update_instance(uuid, task_state=None,
                                          vm_state=ERROR)
                 recovered[uuid] = (f'at restart libvirt could not settle '

@@ -351,6 +351,19 @@ class RestartReconcileTest(ManagerTestCase):
         self.assertIn('could not settle', self._last_action(broken)[
             'message'])
 
+    def test_an_unexpected_error_settling_one_instance_does_not_block(self):
+        # A bug met while settling one instance must not keep the agent
+        # from starting (a restart loop would take every guest with it).
+        broken, fine = self.boot()['uuid'], self.boot()['uuid']
+        self._interrupt(broken, task_state='deleting')
+        self._interrupt(fine, task_state='powering_off')
+        self.driver.fail_next['delete'] = RuntimeError('unexpected')
+        self.manager = self._new_manager()
+        self.assertEqual(('error', None), _states(
+            self.manager.get_instance(self.ctxt, broken)))
+        self.assertEqual(('active', None), _states(
+            self.manager.get_instance(self.ctxt, fine)))
+
 
 class InterruptedActionTest(ManagerTestCase):
     """A crash leaves the action of the operation it cut short open; the

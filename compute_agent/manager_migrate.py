@@ -280,8 +280,7 @@ class LiveMigrationMixin:
         checks.require_new(self._db, self._host, migration)
         checks.require_step(migration, 'prepared for', checks.LIVE,
                             ('queued', 'preparing'), uuid)
-        checks.require_not_owned(self._db, self._host, uuid,
-                                 'receive')
+        checks.require_not_owned(self._db, self._host, uuid, 'receive')
         checks.require_no_other_arrival(self._db, self._host, uuid,
                                         'receive')
         self._record_new_migration(migration, status='preparing')

@@ -110,8 +110,11 @@ def _instance_uuid_of(payload):
 
 
 def self_client(transport, topic, host):
+    """A client for the service's own queue. Its casts try the broker once
+    (retry=0): the caller, a drain with a deadline, retries itself and
+    must not be held in a reconnect loop while the broker is gone."""
     target = oslo_messaging.Target(topic=topic, server=host)
-    return oslo_messaging.get_rpc_client(transport, target)
+    return oslo_messaging.get_rpc_client(transport, target, retry=0)
 
 
 def create_server(transport, topic, host, endpoints, tracker):

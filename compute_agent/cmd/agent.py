@@ -1,14 +1,21 @@
 """compute-agent: the daemon. Run by systemd as ``compute-agent
 --config-file /etc/compute-agent/compute-agent.conf``.
 
-Signals (handled by oslo.service's launcher, which runs Service.stop):
-  SIGTERM  drain: stop taking new work, finish work in flight, exit 0;
-           a second SIGTERM during the drain is ignored.
+Signals (recorded by compute_agent.signals, acted on by the Service):
+  SIGTERM  drain: stop taking new work, finish work in flight, exit 0; at
+           any moment, during the start too (a start that has not started
+           its RPC servers yet stops before them). A second SIGTERM is
+           ignored.
+  SIGHUP   re-read the config files' mutable options (debug,
+           default_log_levels, log_config_append) and reopen the log files,
+           without a restart: work in flight and the RPC servers go on.
+           Ignored during a drain.
   SIGINT   exit at once with status 1, without draining. Guests keep
            running; operations cut short are reconciled at the next start.
-  SIGHUP   ignored during a drain; otherwise oslo.service's default.
 """
 
+import functools
+import logging as logging_module
 import os
 import sys
 
@@ -16,6 +23,7 @@ from oslo_log import log as logging
 from oslo_service import service as oslo_service
 
 from compute_agent import conf as agent_conf
+from compute_agent.conf import reload
 from compute_agent import db
 from compute_agent import image_store
 from compute_agent import log_safety
@@ -24,7 +32,7 @@ from compute_agent import manager_base
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import service
-from compute_agent import state_files
+from compute_agent import signals
 from compute_agent import tracker
 from compute_agent.virt.libvirt import driver as libvirt_driver
 
@@ -32,8 +40,8 @@ LOG = logging.getLogger(__name__)
 CONF = agent_conf.CONF
 
 
-def build_service(conf):
-    state_files.prepare(conf.state_path)
+def build_service(conf, signal_inbox):
+    os.makedirs(conf.state_path, exist_ok=True)
     driver = libvirt_driver.LibvirtDriver(
         conf.libvirt.connection_uri, conf.libvirt.virt_type,
         conf.state_path,
@@ -63,8 +71,10 @@ def build_service(conf):
             instance_event_timeout=conf.compute.instance_event_timeout,
             instance_event_timeout_is_fatal=(
                 conf.compute.instance_event_timeout_is_fatal)))
-    return service.Service(conf, compute_manager, transport,
-                           tracker.InFlightTracker())
+    return service.Service(
+        conf, compute_manager, transport, tracker.InFlightTracker(),
+        signals=signal_inbox,
+        reload_config=functools.partial(reload.reload_config, conf))
 
 
 def main(argv=None):
@@ -73,16 +83,29 @@ def main(argv=None):
     CONF(sys.argv[1:] if argv is None else argv, project='compute-agent')
     logging.setup(CONF, 'compute-agent')
     log_safety.install()
+    reload.register_hooks(CONF)
+    # From here a SIGTERM is recorded, and honoured once start() runs.
+    signal_inbox = signals.SignalInbox(CONF.graceful_shutdown_timeout)
+    signal_inbox.install()
     try:
-        agent = build_service(CONF)
-        # Runs start() and then blocks in wait() until a signal ends the
-        # process; it returns only if start() fails.
-        launcher = oslo_service.launch(CONF, agent, workers=1, no_fork=True)
+        agent = build_service(CONF, signal_inbox)
+        # Runs start() and then wait(), which returns once SIGTERM's drain
+        # is done (SIGINT and the drain's hard backstop exit from within).
+        oslo_service.launch(CONF, agent, workers=1, no_fork=True)
     except Exception as error:
-        LOG.error('compute-agent cannot start: %s', error)
-        LOG.debug('Start failure', exc_info=True)
+        LOG.exception('compute-agent cannot start: %s', error)
         return 1
-    return launcher.wait()
+    _exit_now(0)
+
+
+def _exit_now(status):
+    """Exit without waiting for threads, as the launcher itself would
+    after a drain: a worker still stuck past the drain deadline must not
+    keep the process alive."""
+    logging_module.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == '__main__':

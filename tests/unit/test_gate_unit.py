@@ -173,7 +173,12 @@ class TestPolicyProblems(base.TestCase):
                 # Equal to graceful_shutdown_timeout is already too short.
                 ({'TimeoutStopSec': '3min'}, 'TimeoutStopSec=180s'),
                 ({'StateDirectory': 'agent'}, 'StateDirectory=agent'),
-                ({'ExecStart': '-/usr/bin/compute-agent'}, 'ExecStart=')]:
+                ({'ExecStart': '-/usr/bin/compute-agent'}, 'ExecStart='),
+                # A reload is SIGHUP to the main process, nothing else.
+                ({'ExecReload': '/bin/kill -TERM $MAINPID'}, 'ExecReload='),
+                ({'ExecReload': '/bin/kill -HUP $MAINPID other'},
+                 'ExecReload='),
+                ({'ExecReload': ''}, 'ExecReload=:')]:
             problems = self._problems(**changes)
             self.assertEqual(1, len(problems), problems)
             self.assertIn(expected, problems[0])

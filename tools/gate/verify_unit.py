@@ -5,8 +5,8 @@ Two kinds of check:
 * what the agent and the gate rely on: Type=notify with
   NotifyAccess=main, a KillMode that signals the agent alone, a
   TimeoutStopSec above the agent's default graceful_shutdown_timeout, a
-  StateDirectory that is the default state_path, and an ExecStart the
-  gate can start;
+  StateDirectory that is the default state_path, an ExecStart the
+  gate can start, and an ExecReload that sends SIGHUP to the agent;
 * ``systemd-analyze verify``. It checks that ExecStart's executable
   exists, and the packaged path does not on a CI machine, so it verifies a
   copy whose ExecStart runs the entry point installed in this virtualenv
@@ -18,6 +18,7 @@ Two kinds of check:
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,13 @@ def policy_problems(unit):
         unit.command_line('/bin/compute-agent', '/tmp/gate.conf')
     except unitfile.UnitError as error:
         problems.append(str(error))
+    reload = unit.last('ExecReload')
+    argv = shlex.split(reload or '')
+    if argv[:1] != ['/bin/kill'] or argv[1:] != ['-HUP', '$MAINPID']:
+        problems.append(
+            f'ExecReload={reload or ""}: systemctl reload must send SIGHUP '
+            f'to the agent alone (/bin/kill -HUP $MAINPID), which re-reads '
+            f'its mutable options and reopens its log files in place')
     return problems
 
 

@@ -46,9 +46,10 @@ class RemotableOnlyPolicy(rpc_dispatcher.RPCAccessPolicyBase):
 
 
 class APIDispatcher(rpc_dispatcher.RPCDispatcher):
-    """Answers a request for a method outside the API with NoSuchMethod
-    and logs one warning line: a stray or hostile request is the caller's
-    mistake, not the agent's, so it leaves no traceback at ERROR."""
+    """Answers a request for a method outside the API (NoSuchMethod) or
+    a version newer than it (UnsupportedVersion) with that error and one
+    warning line: a stray or hostile request is the caller's mistake, not
+    the agent's, so it leaves no traceback at ERROR."""
 
     def dispatch(self, incoming):
         method = incoming.message.get('method')
@@ -57,11 +58,13 @@ class APIDispatcher(rpc_dispatcher.RPCDispatcher):
                 # The base class would fail on it with a TypeError.
                 raise rpc_dispatcher.NoSuchMethod(method)
             return super().dispatch(incoming)
-        except rpc_dispatcher.NoSuchMethod:
-            LOG.warning('Refused RPC request %s for %r: not a method of '
+        except (rpc_dispatcher.NoSuchMethod,
+                rpc_dispatcher.UnsupportedVersion):
+            LOG.warning('Refused RPC request %s for %r version %r: not in '
                         'the compute API',
-                        (incoming.ctxt or {}).get('request_id'), method)
-            # Replies with the NoSuchMethod being handled.
+                        (incoming.ctxt or {}).get('request_id'), method,
+                        incoming.message.get('version'))
+            # Replies with the error being handled.
             raise rpc_dispatcher.ExpectedException()
 
 

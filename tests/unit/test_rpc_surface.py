@@ -46,9 +46,9 @@ class FakeIncoming:
 
     client_timeout = None
 
-    def __init__(self, method, args=None):
+    def __init__(self, method, args=None, version=rpcapi.VERSION):
         self.message = {'method': method, 'args': args or {},
-                        'version': rpcapi.VERSION}
+                        'version': version}
         self.ctxt = {'request_id': 'req-surface'}
 
 
@@ -128,6 +128,16 @@ class DispatchRefusalTest(SurfaceTestCase):
     def test_private_and_unknown_names_are_refused(self):
         for name in ('_reconcile', 'target', 'no_such_method'):
             self.assertRefused(name)
+
+    def test_a_version_newer_than_the_api_is_refused(self):
+        try:
+            self.server.dispatcher.dispatch(
+                FakeIncoming('list_instances', version='9.0'))
+        except rpc_dispatcher.ExpectedException as wrapped:
+            error = wrapped.exc_info[1]
+        else:
+            self.fail('dispatched a request for version 9.0')
+        self.assertIsInstance(error, rpc_dispatcher.UnsupportedVersion)
 
     def test_api_methods_still_dispatch(self):
         self.assertEqual([], self.dispatch('list_instances'))

@@ -168,6 +168,7 @@ def guest_images():
 
 def run_as_subreaper(argv):
     """Run argv, reaping every orphan it leaves behind, until it exits.
+    SIGHUP stops argv (SIGTERM) and runs it again (PrivateLibvirtd.restart).
 
     libvirt daemonises QEMU, so a QEMU process is nobody's child: when it
     exits, its zombie waits for whatever reaps orphans, and libvirt only
@@ -181,13 +182,26 @@ def run_as_subreaper(argv):
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno),
                       'prctl(PR_SET_CHILD_SUBREAPER)')
-    child = os.posix_spawnp(argv[0], argv, os.environ)
+    child = {'pid': os.posix_spawnp(argv[0], argv, os.environ),
+             'restart': False}
+
+    def restart(_signum, _frame):
+        child['restart'] = True
+        os.kill(child['pid'], signal.SIGTERM)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, _: os.kill(child, signum))
+        signal.signal(signum, lambda signum, _: os.kill(child['pid'], signum))
+    signal.signal(signal.SIGHUP, restart)
     while True:
         pid, status = os.wait()
-        if pid == child:
-            return os.waitstatus_to_exitcode(status)
+        if pid == child['pid']:
+            if not child['restart']:
+                return os.waitstatus_to_exitcode(status)
+            # Again in this mount namespace, where the orphans (QEMU)
+            # stay this process's to reap. The bind mounts are made once
+            # more, on top of the same directories.
+            child.update(pid=os.posix_spawnp(argv[0], argv, os.environ),
+                         restart=False)
 
 
 def _ensure_qemu_user():
@@ -369,6 +383,22 @@ class PrivateLibvirtd(fixtures.Fixture):
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
         self.addCleanup(self._stop)
+
+    def restart(self):
+        """Stop libvirtd and start it again, as a package upgrade or
+        `systemctl restart libvirtd` does. Running guests stay up (QEMU is
+        not libvirtd's child) and the new libvirtd reattaches to them."""
+        old_pid = self.pid
+        self._supervisor.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while os.path.exists(f'/proc/{old_pid}'):
+            if time.monotonic() > deadline:
+                self._fail(f'libvirtd {old_pid} did not stop within '
+                           f'{STOP_TIMEOUT} s of a restart')
+            time.sleep(0.05)
+        self._wait_until_ready()
+        with open(self._pid_file) as pid_file:
+            self.pid = int(pid_file.read())
 
     def _wait_until_ready(self):
         deadline = time.monotonic() + START_TIMEOUT

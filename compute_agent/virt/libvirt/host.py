@@ -227,7 +227,8 @@ class Host:
         errors = [error for error in errors if error[0] is not None]
         return {
             'uri': self._uri,
-            'connected': connection is not None and connection.isAlive(),
+            'connected': connection is not None and bool(
+                connection.isAlive()),
             'reconnects': reconnects,
             'event_loop': loops['event_loop']['state'],
             'event_loop_restarts': loops['event_loop']['restarts'],

@@ -33,7 +33,7 @@ fi
 # the exit status is non-zero when anything failed.
 GATE_REPORT=${GATE_REPORT:-build/gate/report.json}
 status=0
-envs=pep8,genconfig-check,systemd-verify,py3,functional,realguest
+envs=pep8,genconfig-check,systemd-verify,py3,functional,realguest,faults
 echo "run-tests: .venv/bin/tox -e $envs"
 .venv/bin/tox -e "$envs" || status=$?
 echo "run-tests: .venv/bin/tox -e gate -- --repeat 1 --report $GATE_REPORT"
@@ -43,6 +43,8 @@ if ((status != 0)); then
     echo "run-tests: FAILED (exit $status). Failing tests of the stestr suites:"
     stestr=.tox/py3/bin/stestr
     [[ -x $stestr ]] && "$stestr" failing || true
+    echo "run-tests: the faults suite's report, if it ran, is above" \
+         "(its subunit stream in build/faults/last.subunit)"
     echo "run-tests: the gate's failures, if any, are in its table above" \
          "and in $GATE_REPORT"
 fi

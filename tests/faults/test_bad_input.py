@@ -19,6 +19,7 @@ and FAULTS_FUZZ_BROKER_CASES (default 100).
 import collections
 import math
 import os
+import re
 import time
 import uuid
 
@@ -45,7 +46,6 @@ MIN_CASES = 1000
 # Background work a wrongly accepted request started gets this long to
 # end before the case's changes are read.
 SETTLE_TIMEOUT = 5.0
-FAILURES_SHOWN_PER_METHOD = 6
 MIN_EXAMPLES_PER_KIND = 4
 
 
@@ -116,15 +116,17 @@ class InProcessBadInputTest(base.TestCase):
         self.add_finding(
             f'{total} cases over {len(methods)} methods in {seconds:.1f} s; '
             f'by kind: {_by_kind(counts)}')
-        failed = {name: found for name, found in failures.items() if found}
-        for name, found in sorted(failed.items()):
-            self.add_finding(f'{name}: {len(found)} failing case(s):')
-            for failure in _distinct(found)[:FAILURES_SHOWN_PER_METHOD]:
-                self.add_finding(f'  {failure}')
+        failed = [failure for name in sorted(failures)
+                  for failure in failures[name]]
+        for members in _grouped(failed):
+            methods = sorted({failure.case.method for failure in members})
+            self.add_finding(
+                f'{len(members)} failing case(s) in {len(methods)} '
+                f'method(s) ({", ".join(methods)}); e.g. {members[0]}')
         if EXAMPLES_PER_METHOD >= 30:
             self.assertGreaterEqual(total, MIN_CASES)
-        self.assertEqual({}, {name: len(found) for name, found in
-                              failed.items()},
+        self.assertEqual([], sorted({failure.case.method
+                                     for failure in failed}),
                          'methods that took bad input (see the finding)')
 
     def _fuzz(self, method, signature, counts, failures):
@@ -160,15 +162,16 @@ class InProcessBadInputTest(base.TestCase):
         return problems
 
 
-def _distinct(failures):
-    """One failure of each kind of case and kind of problem."""
-    seen, distinct = set(), []
+def _grouped(failures):
+    """Failures alike (same kind of case, same kind of problem) together,
+    whatever the method; the largest group first."""
+    groups = collections.defaultdict(list)
     for failure in failures:
-        key = (failure.case.kind, failure.problems[0].split(':')[0])
-        if key not in seen:
-            seen.add(key)
-            distinct.append(failure)
-    return distinct
+        kind = failure.case.kind
+        problem = re.sub(r'\d+', 'N', failure.problems[0].split(':')[0])
+        groups[('extra' if kind == 'extra' else kind, problem)].append(
+            failure)
+    return sorted(groups.values(), key=len, reverse=True)
 
 
 def _by_kind(counts):

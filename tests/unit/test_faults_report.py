@@ -89,7 +89,8 @@ class FormatTest(base.TestCase):
             ('t.pass', 'success', 12.25, {'finding': 'found one\nfound two'}),
             ('t.fail', 'fail', 3.0,
              {'traceback': 'Traceback (most recent call last):\n'
-                           '  ...\nAssertionError: 1 != 2\n'}),
+                           '  ...\nAssertionError: 1 != 2\n'
+                           ': the message, on a line of its own\n'}),
             ('t.skip', 'skip', 0.0, {'reason': 'no libvirtd'}))
         self.assertEqual([
             '== faults report: 3 test(s): 1 fail, 1 skip, 1 pass; '

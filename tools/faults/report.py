@@ -3,10 +3,12 @@ paragraph), how it ended, how long it took and what it found (its
 'finding' detail); a failure's or skip's reason in one line."""
 
 import importlib
+import re
 import textwrap
 
 WIDTH = 79
 _INDENT = ' ' * 9
+_EXCEPTION_LINE = re.compile(r'^[\w.]+(Error|Exception|Failure)\b')
 _LABELS = {'success': 'PASS', 'fail': 'FAIL', 'skip': 'SKIP',
            'xfail': 'XFAIL', 'uxsuccess': 'UXPASS'}
 
@@ -40,7 +42,9 @@ def _reason(outcome):
         outcome.details.get('reason') or ''
     lines = [line.strip() for line in text.strip().splitlines()
              if line.strip()]
-    return lines[-1] if lines else ''
+    # A failure message may run over several lines after the exception.
+    raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return (raised or lines or [''])[-1]
 
 
 def progress_line(outcome):

@@ -66,14 +66,17 @@ def remotable(method):
     declared so they are not logged as errors."""
     signature = inspect.signature(method)
 
+    # No named parameters: a request may carry arguments named self or
+    # ctxt, and those must reach signature.bind (which refuses them) rather
+    # than clash with the wrapper's own parameters in a TypeError.
     @functools.wraps(method)
-    def checked(self, ctxt, *args, **kwargs):
+    def checked(*args, **kwargs):
         try:
-            signature.bind(self, ctxt, *args, **kwargs)
+            signature.bind(*args, **kwargs)
         except TypeError as error:
             raise exception.InvalidInput(
                 reason=f'{method.__name__}: {error}') from None
-        return method(self, ctxt, *args, **kwargs)
+        return method(*args, **kwargs)
     return rpc.mark_remotable(_declare_expected(checked))
 
 

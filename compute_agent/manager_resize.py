@@ -194,10 +194,7 @@ class ResizeMixin:
     @remotable
     def check_instance_shared_storage(self, ctxt, instance_uuid, marker):
         uuid = validation.instance_uuid(instance_uuid)
-        validation.short_text(marker, 'marker', 255)
-        if '/' in marker or marker.startswith('..'):
-            raise exception.InvalidInput(
-                reason='marker must be a plain file name')
+        validation.file_name(marker, 'marker')
         self._get(uuid)
         return self._driver.check_shared_storage_marker(uuid, marker)
 
@@ -208,7 +205,7 @@ class ResizeMixin:
         migration = self._peer_migration(migration, 'source_host')
         uuid, clean, timeout = validation.power_off_request(
             migration['instance_uuid'], clean_shutdown, shutdown_timeout)
-        validation.short_text(destination_path, 'destination_path')
+        validation.absolute_path(destination_path, 'destination_path')
         shared = validation.boolean(shared_storage, 'shared_storage')
         target = validation.migration_target(migration_target)
         # This request begins the source's part: the migration is new

@@ -1,6 +1,7 @@
 """Checks on request arguments. Each raises InvalidInput with a message
 that names the argument, what was given and what is accepted."""
 
+import os
 import unicodedata
 import uuid as uuidlib
 
@@ -268,3 +269,26 @@ def migration_target(value, argument='migration_target'):
         raise _invalid(f'{argument} must be an object of at most 16 short '
                        f'strings, got {_shown(value)}')
     return dict(value)
+
+
+def absolute_path(value, argument):
+    """A path another agent sends: absolute, normalised (no '.' or '..'
+    steps, no doubled slashes) and printable, so that it names exactly
+    the file it appears to."""
+    text = short_text(value, argument)
+    if not text.startswith('/') or os.path.normpath(text) != text or \
+            text.startswith('//') or \
+            any(_is_unprintable(c) for c in text):
+        raise _invalid(f'{argument} must be an absolute, normalised path '
+                       f'without control characters, got {_shown(value)}')
+    return text
+
+
+def file_name(value, argument):
+    """A plain file name: no directory part, not '.' or '..', printable."""
+    text = short_text(value, argument, MAX_NAME_LENGTH)
+    if not text or '/' in text or text in ('.', '..') or \
+            any(_is_unprintable(c) for c in text):
+        raise _invalid(f'{argument} must be a plain file name, got '
+                       f'{_shown(value)}')
+    return text

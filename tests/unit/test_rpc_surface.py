@@ -16,6 +16,7 @@ import oslo_messaging
 from oslo_messaging import conffixture
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 
+from compute_agent import exception
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import tracker
@@ -126,7 +127,7 @@ class DispatchRefusalTest(SurfaceTestCase):
             self.assertRefused(name)
 
     def test_private_and_unknown_names_are_refused(self):
-        for name in ('_reconcile', 'target', 'no_such_method'):
+        for name in ('_begin', '_get', 'target', 'no_such_method'):
             self.assertRefused(name)
 
     def test_a_version_newer_than_the_api_is_refused(self):
@@ -141,6 +142,20 @@ class DispatchRefusalTest(SurfaceTestCase):
 
     def test_api_methods_still_dispatch(self):
         self.assertEqual([], self.dispatch('list_instances'))
+
+    def test_arguments_named_like_the_wrappers_are_invalid_input(self):
+        # A raw client can send any argument names; self and ctxt once
+        # clashed with the remotable wrapper's own parameters in a
+        # TypeError traceback.
+        for argument in ('self', 'ctxt'):
+            try:
+                self.dispatch('list_instances', {argument: None})
+            except rpc_dispatcher.ExpectedException as wrapped:
+                error = wrapped.exc_info[1]
+            else:
+                self.fail(f'dispatched with an argument named {argument}')
+            self.assertIsInstance(error, exception.InvalidInput)
+            self.assertIn(argument, str(error))
 
 
 class RefusalOverTheBusTest(SurfaceTestCase):

@@ -329,3 +329,25 @@ class TestInstanceName(_InvalidInputMixin, base.TestCase):
                 _spec(name=name))['name'])
             self.assertEqual(name, validation.peer_instance(
                 self._peer(name))['name'])
+
+
+class TestPeerPaths(_InvalidInputMixin, base.TestCase):
+    def test_absolute_normalised_paths_pass(self):
+        self.assertEqual('/var/lib/compute-agent/instances/x',
+                         validation.absolute_path(
+                             '/var/lib/compute-agent/instances/x', 'path'))
+
+    def test_relative_dotted_and_unprintable_paths_are_invalid(self):
+        for value in ('', 'relative', '../../etc/passwd', '/a/../etc',
+                      '/a/./b', '/a//b', '//a', '/a/', '/a\x00b', '/a\nb',
+                      None, 7):
+            self.assertInvalid('destination_path', validation.absolute_path,
+                               value, 'destination_path')
+
+    def test_plain_file_names_pass(self):
+        self.assertEqual('marker-1', validation.file_name('marker-1', 'm'))
+
+    def test_directories_and_unprintable_names_are_invalid(self):
+        for value in ('', '.', '..', 'a/b', '/a', 'a\x00', 'a\n', None):
+            self.assertInvalid('marker', validation.file_name, value,
+                               'marker')

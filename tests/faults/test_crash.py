@@ -5,7 +5,8 @@ Each test runs a private libvirtd, an agent process on it and a private
 RabbitMQ. The agent is killed with no chance to clean up while it holds
 an instance in a task state; after the restart the instance must have no
 task state left, its record must agree with what libvirt says, and it
-must start and stop again.
+must start and stop again, and the interrupted operation's action
+record must be closed as interrupted, saying what the recovery did.
 """
 
 import json
@@ -84,6 +85,13 @@ class CrashTest(base.TestCase, realguest_base.TestCase):
                                 instance_uuid=instance_uuid)
         interrupted = [entry for entry in actions
                        if entry['action'] == action]
+        # The crash left the action open; the restart closed it and said
+        # what it did.
+        self.assertEqual('interrupted', interrupted[-1]['result'])
+        self.assertIsNotNone(interrupted[-1]['finish_time'])
+        self.assertIn('interrupted by a stop of the agent; at restart '
+                      'libvirt reported the guest ' + record['power_state'],
+                      interrupted[-1]['message'])
         self.add_finding(
             f'after the restart: vm_state {record["vm_state"]}, '
             f'power_state {record["power_state"]} (libvirt agrees); the '

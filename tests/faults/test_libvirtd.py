@@ -35,6 +35,10 @@ LONG_WAIT = 300
 # once it has processed the guest's exit). Stretched, it cannot: the wait
 # ends by the event, or after POLL seconds by the poll, which fails.
 POLL = 60
+# How long the driver may take to reconnect after libvirtd is back
+# (retries every 2 s at most): well before the first poll, which would
+# reconnect too.
+RECONNECT_DEADLINE = 20
 
 
 class FreezeAfterRequest(power.PowerOffControl):
@@ -85,8 +89,6 @@ class LibvirtdRestartTest(base.TestCase):
         waited; checked the result and what noticed the guest go off."""
         qemu = self.qemu_pid()
         control = FreezeAfterRequest(qemu)
-        # Whatever happens, the guest must not stay frozen.
-        self.addCleanup(_thaw, qemu)
         self.useFixture(fixtures.MockPatchObject(
             libvirt_driver.power, 'power_off', functools.partial(
                 power.power_off, safety_net_poll=POLL)))
@@ -95,7 +97,11 @@ class LibvirtdRestartTest(base.TestCase):
             self.driver.power_off(self.uuid, True, LONG_WAIT, LONG_WAIT,
                                   control=control)))
         stopper.start()
+        # Should the test fail, these run first to last: the guest must not
+        # stay frozen, and the power-off ends (forced) without waiting.
         self.addCleanup(stopper.join, LONG_WAIT)
+        self.addCleanup(control.force)
+        self.addCleanup(_thaw, qemu)
         self.assertTrue(control.frozen.wait(60), 'no shutdown request')
 
         old_pid = self.hypervisor.pid
@@ -103,8 +109,8 @@ class LibvirtdRestartTest(base.TestCase):
         self.hypervisor.restart()
         restarted = time.monotonic()
         health = wait_for(
-            lambda: (h := self.driver.health())['reconnects'] and h, 60,
-            'the driver reconnected')
+            lambda: (h := self.driver.health())['reconnects'] and h,
+            RECONNECT_DEADLINE, 'the driver reconnected')
         reconnected = time.monotonic()
         self.assertTrue(os.path.exists(f'/proc/{qemu}'),
                         'QEMU did not survive the libvirtd restart')

@@ -142,6 +142,16 @@ class ReconnectTest(HostTestCase):
         self.assertIsNone(old.close_callback)
         self.assertEqual(1, len(new.lifecycle_callbacks))
 
+    def test_connection_that_takes_no_callback_is_closed(self):
+        refusing = fake_libvirt.FakeConnection()
+        refusing.domainEventRegisterAny = mock.Mock(
+            side_effect=fake_libvirt.libvirt_error(
+                libvirt.VIR_ERR_NO_SUPPORT, 'no events here'))
+        self.useFixture(fixtures.MockPatchObject(libvirt, 'open',
+                                                 return_value=refusing))
+        self.assertRaises(libvirt.libvirtError, self.host.connect)
+        self.assertTrue(refusing.closed)
+
     def test_lost_connection_is_replaced_without_being_asked_for(self):
         old = self.host.connect()
         waiter = self.watch()

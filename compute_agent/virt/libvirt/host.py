@@ -113,11 +113,17 @@ class Host:
                 self._close(old)
                 self._connection = None
             connection = libvirt.open(self._uri)
-            self._lifecycle_callback = connection.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
-                self._queue_lifecycle_event, None)
-            connection.registerCloseCallback(self._on_connection_closed,
-                                             None)
+            self._lifecycle_callback = None
+            try:
+                self._lifecycle_callback = (
+                    connection.domainEventRegisterAny(
+                        None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                        self._queue_lifecycle_event, None))
+                connection.registerCloseCallback(self._on_connection_closed,
+                                                 None)
+            except libvirt.libvirtError:
+                self._close(connection)
+                raise
             self._connection = connection
             if self._ever_connected:
                 with self._status_lock:
@@ -133,11 +139,12 @@ class Host:
     def _close(self, connection):
         """Let go of a dead connection. Its daemon is gone, so each step
         may fail; libvirt still drops the callbacks on this side."""
-        for release in (
-                lambda: connection.domainEventDeregisterAny(
-                    self._lifecycle_callback),
-                connection.unregisterCloseCallback,
-                connection.close):
+        releases = [connection.unregisterCloseCallback, connection.close]
+        if self._lifecycle_callback is not None:
+            callback = self._lifecycle_callback
+            releases.insert(0, lambda: connection.domainEventDeregisterAny(
+                callback))
+        for release in releases:
             try:
                 release()
             except libvirt.libvirtError as error:

@@ -33,6 +33,7 @@ from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import service
 from compute_agent import signals
+from compute_agent import state_files
 from compute_agent import tracker
 from compute_agent.virt.libvirt import driver as libvirt_driver
 
@@ -41,7 +42,7 @@ CONF = agent_conf.CONF
 
 
 def build_service(conf, signal_inbox):
-    os.makedirs(conf.state_path, exist_ok=True)
+    state_files.prepare(conf.state_path)
     driver = libvirt_driver.LibvirtDriver(
         conf.libvirt.connection_uri, conf.libvirt.virt_type,
         conf.state_path,

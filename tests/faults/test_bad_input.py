@@ -12,7 +12,7 @@ Generation is derandomized (the same cases on every run). Each kind of
 case of each method (a bad value of each argument, each missing one, an
 extra one, a foreign reference) gets its share of a method's examples,
 at least MIN_EXAMPLES_PER_KIND. More cases on demand:
-FAULTS_FUZZ_EXAMPLES (per method, default 30: about 1,400 cases in all)
+FAULTS_FUZZ_EXAMPLES (per method, default 60: about 2,000 cases in all)
 and FAULTS_FUZZ_BROKER_CASES (default 100).
 """
 
@@ -39,7 +39,7 @@ from tests.fixtures import agent as agent_fixture
 from tests.fixtures import rabbitmq
 from tests.fixtures import rpc
 
-EXAMPLES_PER_METHOD = int(os.environ.get('FAULTS_FUZZ_EXAMPLES', '30'))
+EXAMPLES_PER_METHOD = int(os.environ.get('FAULTS_FUZZ_EXAMPLES', '60'))
 BROKER_CASES = int(os.environ.get('FAULTS_FUZZ_BROKER_CASES', '100'))
 # CI runs at least this many in-process cases (issue 9).
 MIN_CASES = 1000

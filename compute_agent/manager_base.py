@@ -33,7 +33,7 @@ from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
-from compute_agent.virt.libvirt import power as virt_power
+from compute_agent.virt import power as virt_power
 # The manager's mixins name the vm_state values base.ACTIVE and so on.
 from compute_agent.vm_states import (  # noqa: F401
     ACTIVE, BUILDING, DELETED, ERROR, RESCUED, SHELVED, SHELVED_OFFLOADED,

@@ -20,9 +20,9 @@ import uuid
 import fixtures
 
 from compute_agent.virt import driver
+from compute_agent.virt import power
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
-from compute_agent.virt.libvirt import power
 from tests.faults import base
 from tests.fixtures.polling import wait_for
 from tests.realguest import libvirtd

@@ -6,7 +6,7 @@ import uuid as uuid_lib
 
 from compute_agent import exception
 from compute_agent.virt import driver
-from compute_agent.virt.libvirt import power
+from compute_agent.virt import power
 
 
 class FakeDriver(driver.ComputeDriver):

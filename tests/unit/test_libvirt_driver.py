@@ -13,9 +13,9 @@ import libvirt
 
 from compute_agent import exception
 from compute_agent.virt import driver
+from compute_agent.virt import power
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
-from compute_agent.virt.libvirt import power
 from tests.fixtures.polling import wait_for
 from tests.unit import base
 from tests.unit import fake_libvirt

@@ -1,7 +1,7 @@
 """The clean-then-forced power-off algorithm, on a simulated clock."""
 
 
-from compute_agent.virt.libvirt import power
+from compute_agent.virt import power
 from tests.unit import base
 
 

@@ -2,7 +2,7 @@
 
 import libvirt
 
-from compute_agent.virt.libvirt import power
+from compute_agent.virt import power
 
 # libvirt errors that, for a power-off, mean the goal is reached already.
 _ALREADY_OFF_ERRORS = frozenset([libvirt.VIR_ERR_OPERATION_INVALID,

@@ -8,13 +8,13 @@ import libvirt
 
 from compute_agent import exception
 from compute_agent.virt import driver
+from compute_agent.virt import power
 from compute_agent.virt.libvirt import cold_migration
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import domain_guest
 from compute_agent.virt.libvirt import host as libvirt_host
 from compute_agent.virt.libvirt import images
 from compute_agent.virt.libvirt import migration
-from compute_agent.virt.libvirt import power
 from compute_agent.virt.libvirt import rescue
 
 LOG = logging.getLogger(__name__)

@@ -1,4 +1,8 @@
-"""Clean-then-forced power-off, independent of libvirt's API.
+"""Clean-then-forced power-off, independent of any hypervisor's API.
+
+A driver adapts its guest to ``Guest`` and calls ``power_off``; the
+manager hands it a ``PowerOffControl`` through which a forced request or
+the guest's lifecycle event reaches the wait.
 
 The guest is asked to shut down (through its guest agent first when it has
 one, else the ACPI power button); the request is re-sent every retry
@@ -8,9 +12,9 @@ once, and a state poll every few seconds is only the safety net for a lost
 event. When the timeout runs out, or a forced request arrives meanwhile,
 the guest is destroyed.
 
-The hypervisor may go away meanwhile (libvirtd restarts): the wait goes
-on, a request that could not be sent is sent again at the next poll, and
-the events come back with the reconnect. The result says whether the
+The hypervisor may go away meanwhile (e.g. libvirtd restarts): the wait
+goes on, a request that could not be sent is sent again at the next poll,
+and the events come back with the reconnect. The result says whether the
 wait was ended by the lifecycle event or by the poll.
 """
 
@@ -41,8 +45,8 @@ class GuestUnreachable(Exception):
 
 
 class Guest:
-    """What the algorithm needs from a guest; the libvirt driver adapts a
-    domain to it."""
+    """What the algorithm needs from a guest; a driver adapts its own
+    guest to it (virt/libvirt/domain_guest.py)."""
 
     def is_off(self):
         """Raises GuestUnreachable (as the others do) when the hypervisor
@@ -63,7 +67,7 @@ class Guest:
 class PowerOffControl:
     """The line between a waiting power-off and the rest of the agent.
 
-    libvirt's event dispatcher calls set() when the guest stops; a forced
+    The driver's event dispatcher calls set() when the guest stops; a forced
     request for the same guest calls force(); both wake the wait at once.
     progress() tells the status report how the wait is going.
     """

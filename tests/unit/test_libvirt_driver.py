@@ -48,11 +48,11 @@ class TestDriverTest(base.TestCase):
     def test_clean_power_off_is_woken_by_the_lifecycle_event(self):
         self.spawn()
         result = self.driver.power_off(self.uuid, True, 30, 10)
+        # Noticed by the event, not by the safety-net poll (detected_by
+        # would say 'poll'), after the one ACPI request.
         self.assertEqual(('clean', 'acpi', 1, 'event'),
                          (result.result, result.method,
                           result.shutdown_requests, result.detected_by))
-        # The safety-net poll would have taken SAFETY_NET_POLL seconds.
-        self.assertLess(result.seconds, 1.0)
         self.assertEqual(driver.SHUTDOWN,
                          self.driver.get_power_state(self.uuid))
 

@@ -3,6 +3,7 @@ managers in one process: each has its own database and fake driver, and
 their RPC calls to each other go through a loopback that behaves like
 the bus (errors arrive as RemoteError)."""
 
+import inspect
 import os
 import shutil
 import tempfile
@@ -10,16 +11,19 @@ import threading
 import time
 import uuid
 
+import fixtures
 import oslo_messaging
 
 from compute_agent import db
+from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import image_store
 from compute_agent import manager
-from compute_agent import manager_base
+from compute_agent import migrations
 from compute_agent import tracker
 from tests.fixtures.polling import wait_for
 from tests.unit import base
+from tests.unit import compute_host
 from tests.unit import fakes
 
 FINAL = ('completed', 'failed', 'cancelled', 'error')
@@ -60,7 +64,7 @@ class LoopbackPeers:
 
 
 class TwoHostsTestCase(base.TestCase):
-    settings = manager_base.MigrationSettings(instance_event_timeout=2)
+    settings = manager.MigrationSettings(instance_event_timeout=2)
 
     def setUp(self):
         super().setUp()
@@ -88,8 +92,7 @@ class TwoHostsTestCase(base.TestCase):
             default_shutdown_timeout=60, shutdown_retry_interval=10,
             peers=self.peers, settings=self.settings)
         self.services[host] = Service()
-        compute.init_host(self.services[host])
-        return compute
+        return compute_host.ComputeHost(compute, self.services[host])
 
     def boot(self, compute=None, **extra):
         spec = {'uuid': str(uuid.uuid4()), 'name': 'web', 'vcpus': 1,
@@ -112,6 +115,20 @@ class TwoHostsTestCase(base.TestCase):
 
     def tracked(self, host):
         return [op['method'] for op in self.services[host].tracker.snapshot()]
+
+    def controls_handed_to(self, host, method):
+        """The MigrationControl of each call of that host's driver
+        method from now on, in order."""
+        controls = []
+        real = getattr(self.drivers[host], method)
+
+        def capture(*args, **kwargs):
+            controls.append(inspect.signature(real).bind(
+                *args, **kwargs).arguments['control'])
+            return real(*args, **kwargs)
+        self.useFixture(fixtures.MockPatchObject(
+            self.drivers[host], method, capture))
+        return controls
 
 
 class LiveMigrationTest(TwoHostsTestCase):
@@ -268,6 +285,7 @@ class LiveMigrationTest(TwoHostsTestCase):
 
     def test_drain_cancels_queued_and_aborts_running_before_deadline(self):
         first, second = self.boot(), self.boot(name='db')
+        controls = self.controls_handed_to('host-a', 'live_migration')
         gate = self.drivers['host-a'].migration_gate = fakes.BlockingGate()
         running = self.a.live_migrate_instance(self.ctxt, first['uuid'],
                                                'host-b')
@@ -276,9 +294,11 @@ class LiveMigrationTest(TwoHostsTestCase):
                                               'host-b')
         self.assertEqual('queued', self.a.get_migration(
             self.ctxt, queued['id'])['status'])
-        deadline = time.monotonic() + \
-            manager_base.DRAIN_STOP_MARGIN + 0.5
-        self.a.drain_started(deadline)
+        # The running migration's stop point is DRAIN_STOP_MARGIN before
+        # the drain deadline: now, and not ten seconds from now.
+        self.a.drain_started(time.monotonic() +
+                             migrations.DRAIN_STOP_MARGIN)
+        self.assertIn('graceful_shutdown_timeout', controls[0].abort_reason())
         cancelled = self.wait_final(self.a, queued['id'])
         self.assertEqual('cancelled', cancelled['status'])
         self.assertIn('began shutting down', cancelled['message'])
@@ -288,7 +308,6 @@ class LiveMigrationTest(TwoHostsTestCase):
         aborted = self.wait_final(self.a, running['id'])
         self.assertEqual('cancelled', aborted['status'])
         self.assertIn('graceful_shutdown_timeout', aborted['message'])
-        self.assertLess(time.monotonic(), deadline)
         self.assertEqual('active', self.a.get_instance(
             self.ctxt, first['uuid'])['vm_state'])
         wait_for(lambda: not self.tracked('host-a'), 5, 'drained')
@@ -307,10 +326,22 @@ class LiveMigrationTest(TwoHostsTestCase):
 
     def test_migration_waits_for_events_before_moving(self):
         instance = self.boot()
+        waiting = threading.Event()
+        real_wait = instance_events.EventWaiter.wait
+
+        def wait(waiter, timeout):
+            waiting.set()
+            return real_wait(waiter, timeout)
+        self.useFixture(fixtures.MockPatchObject(
+            instance_events.EventWaiter, 'wait', wait))
         migration = self.a.live_migrate_instance(
             self.ctxt, instance['uuid'], 'host-b',
             wait_for_events=[{'name': 'network-vif-plugged', 'tag': 'p1'}])
-        time.sleep(0.3)
+        # Held in the wait until the event comes (or its timeout, a
+        # failure): the guest cannot have moved yet.
+        self.assertTrue(waiting.wait(5), 'the migration never waited')
+        self.assertEqual('preparing', self.a.get_migration(
+            self.ctxt, migration['id'])['status'])
         self.assertEqual([], self.drivers['host-a'].live_migrations)
         delivered = self.a.external_instance_event(
             self.ctxt, instance['uuid'], 'network-vif-plugged', 'p1')
@@ -476,14 +507,17 @@ class ColdMigrationTest(TwoHostsTestCase):
         # The source's SIGTERM comes mid-copy; a copy that would outlast
         # the drain is stopped before the deadline, the original restarted.
         instance = self.boot()
+        controls = self.controls_handed_to('host-a', 'migrate_disk')
         gate = self.drivers['host-a'].disk_copy_gate = fakes.BlockingGate()
         migration = self.b.prep_resize(self.ctxt, instance['uuid'], None,
                                        'host-a')
         self.assertTrue(gate.entered.wait(5))
-        deadline = time.monotonic() + manager_base.DRAIN_STOP_MARGIN + 0.3
-        self.a.drain_started(deadline)
+        # The copy's stop point is DRAIN_STOP_MARGIN before the drain
+        # deadline: now, and not ten seconds from now.
+        self.a.drain_started(time.monotonic() +
+                             migrations.DRAIN_STOP_MARGIN)
+        self.assertIn('graceful_shutdown_timeout', controls[0].abort_reason())
         done = self.wait_final(self.b, migration['id'])
-        self.assertLess(time.monotonic(), deadline)
         self.assertFalse(gate.released())
         self.assertEqual('failed', done['status'])
         self.assertIn('the disk copy was stopped', done['message'])
@@ -500,7 +534,7 @@ class ColdMigrationTest(TwoHostsTestCase):
         gate = self.drivers['host-a'].disk_copy_gate = fakes.BlockingGate()
         # Draining already: resize_instance still comes, on compute-alt.
         self.a.drain_started(time.monotonic() +
-                             manager_base.DRAIN_STOP_MARGIN + 0.5)
+                             migrations.DRAIN_STOP_MARGIN + 0.5)
         migration = self.b.prep_resize(self.ctxt, instance['uuid'], None,
                                        'host-a')
         done = self.wait_final(self.b, migration['id'])

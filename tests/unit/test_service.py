@@ -209,13 +209,19 @@ class ServiceTest(base.TestCase):
         self.assertEqual(('stop', 'compute-alt'), self.events[-1])
 
     def test_drain_gives_up_at_the_deadline(self):
-        svc = self.make_service(graceful=2)   # deadline 1 s after SIGTERM
+        # The service and the tracker read one clock, which passes the
+        # deadline (19 s after SIGTERM) within a few readings.
+        clock = TickingClock(step=5)
+        self.tracker = tracker_module.InFlightTracker(clock=clock)
+        svc = self.make_service(graceful=20, clock=clock)
         svc.start()
         self.tracker.start('compute-alt', 'resize_instance', 'u-2', 'r-2')
+        self._release_listeners_at_cleanup()
         with self.assertLogs('compute_agent.service', 'ERROR') as logs:
             svc.stop()
         self.assertEqual('stopped', svc.state)
-        self.assertIn('resize_instance', '\n'.join(logs.output))
+        self.assertIn('Drain deadline reached', logs.output[0])
+        self.assertIn('resize_instance', logs.output[0])
 
     def test_reported_running_until_compute_has_stopped_consuming(self):
         # Until the compute server's stop returns it may still take a

@@ -1,7 +1,6 @@
 """Fakes for unit tests: a hypervisor driver held in memory."""
 
 import threading
-import time
 import uuid as uuid_lib
 
 from compute_agent import exception
@@ -207,7 +206,7 @@ class FakeDriver(driver.ComputeDriver):
                 if reason:
                     raise exception.MigrationError(
                         reason=f'the disk copy was stopped: {reason}')
-                time.sleep(0.01)
+                self.disk_copy_gate.wait_released(0.01)
         guest = self.guests[instance_uuid]
         if guest['state'] != driver.SHUTDOWN:
             raise exception.HypervisorError(
@@ -255,3 +254,7 @@ class BlockingGate:
 
     def released(self):
         return self._release.is_set()
+
+    def wait_released(self, timeout):
+        """Wait up to timeout seconds for release(); True if it came."""
+        return self._release.wait(timeout)

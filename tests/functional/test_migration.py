@@ -202,9 +202,9 @@ class DeadlineAbortTest(TwoAgentsTestCase):
             dest_host=self.dest.host)
         self.follow(self.on_source, migration['id'], until=('running',))
         self.source.sigterm()
+        # 0: the agent's own drain ended it, before the launcher's SIGALRM
+        # (exit 1) at graceful_shutdown_timeout.
         self.assertEqual(0, self.source.wait_exit(SETTLE))
-        self.assertLess(self.source.exit_time - self.source.signal_time,
-                        self.graceful_shutdown_timeout)
         self.source.restart()
         self.source.wait_ready()
         done = self.on_source.call('get_migration',

@@ -17,7 +17,9 @@ from compute_agent import exception
 from compute_agent.virt import driver
 from compute_agent.virt.libvirt import config
 from compute_agent.virt.libvirt import driver as libvirt_driver
+from compute_agent.virt.libvirt import hypervisor
 from compute_agent.virt.libvirt import images
+from compute_agent.virt.libvirt import paths
 from compute_agent.virt.libvirt import rescue
 from tests.unit import base
 
@@ -166,9 +168,9 @@ class QemuRescueXmlTest(DriverTestCase):
 
     def setUp(self):
         super().setUp()
-        # Never connected: only the XML is built.
-        self.driver = libvirt_driver.LibvirtDriver(
-            'qemu:///unused', 'qemu', self.state_path)
+        # Only the XML is built: no connection.
+        self.qemu = hypervisor.Qemu(
+            'qemu', paths.InstancePaths(self.state_path))
         self.files = rescue.RescueFiles(
             os.path.join(self.instance_dir, self.UUID))
         self.own_disk = os.path.join(self.instance_dir, self.UUID,
@@ -180,7 +182,7 @@ class QemuRescueXmlTest(DriverTestCase):
             kernel='/img/vmlinuz', ramdisk='/img/initrd', disk=disk)
 
     def rescue_xml(self, rescue_image, original_disk):
-        return ET.fromstring(self.driver._rescue_xml(
+        return ET.fromstring(self.qemu.rescue_definition(
             self.UUID, 'vm', 1, 128, rescue_image,
             self.original_xml(original_disk), self.files))
 
@@ -231,12 +233,12 @@ class QemuRescueXmlTest(DriverTestCase):
         relative = {'id': 'rescue-img', 'kernel': 'vmlinuz',
                     'ramdisk': 'initrd'}
         error = self.assertRaises(exception.InvalidInput,
-                                  self.driver.check_image, relative)
+                                  self.qemu.check_image, relative)
         self.assertIn("image 'rescue-img': kernel 'vmlinuz' must be an "
                       "absolute path", str(error))
         missing = {'id': 'rescue-img', 'disk': '/no/such/disk.qcow2'}
         error = self.assertRaises(exception.InvalidInput,
-                                  self.driver.check_image, missing)
+                                  self.qemu.check_image, missing)
         self.assertIn('is not a file on this host', str(error))
 
 

@@ -22,8 +22,9 @@ import uuid as uuidlib
 import libvirt
 
 from compute_agent import exception
-from compute_agent.virt.libvirt import domain_guest
 from compute_agent.virt.libvirt import disk_stream
+from compute_agent.virt.libvirt import domain_guest
+from compute_agent.virt.libvirt import domains
 from compute_agent.virt.libvirt import images
 from compute_agent.virt.libvirt import live_transfer
 
@@ -37,19 +38,22 @@ AUTO, FILESYSTEM, STREAM = 'auto', 'filesystem', 'stream'
 class ColdMigrations:
     """The cold-migration steps of one LibvirtDriver.
 
-    The driver lends its helpers: connection, is_test_driver, lookup(),
-    lookup_or_fail(), instance_path(), own_disk_path(), own_disk(),
-    require_off() and guest_xml().
+    :param host: the libvirt Host (host.py) the guests run on.
+    :param paths: this host's InstancePaths.
+    :param hypervisor: the kind of host (hypervisor.py), which defines
+        the guest at the destination.
     """
 
-    def __init__(self, driver, disk_transfer=AUTO):
-        self._driver = driver
+    def __init__(self, host, paths, hypervisor, disk_transfer=AUTO):
+        self._host = host
+        self._paths = paths
+        self._hypervisor = hypervisor
         self._disk_transfer = disk_transfer
 
     # -- is the instance directory shared? ------------------------------------
 
     def create_shared_storage_marker(self, instance_uuid):
-        own_dir = self._driver.instance_path(instance_uuid)
+        own_dir = self._paths.instance_path(instance_uuid)
         marker = f'{SHARED_STORAGE_MARKER_PREFIX}{uuidlib.uuid4().hex}'
         try:
             os.makedirs(own_dir, exist_ok=True)
@@ -67,7 +71,7 @@ class ColdMigrations:
             raise exception.MigrationError(
                 reason=f'{marker!r} is not the name of a shared-storage '
                        f'marker')
-        return os.path.join(self._driver.instance_path(instance_uuid),
+        return os.path.join(self._paths.instance_path(instance_uuid),
                             marker)
 
     def check_shared_storage_marker(self, instance_uuid, marker):
@@ -80,7 +84,7 @@ class ColdMigrations:
             pass
         try:
             # Created for the check alone when nothing else is in it.
-            os.rmdir(self._driver.instance_path(instance_uuid))
+            os.rmdir(self._paths.instance_path(instance_uuid))
         except OSError:
             pass
 
@@ -88,11 +92,11 @@ class ColdMigrations:
 
     def migrate_disk(self, instance_uuid, destination_path, shared_storage,
                      target=None, control=None):
-        driver = self._driver
-        domain = driver.lookup_or_fail('migrate the disk of', instance_uuid)
+        domain = domains.lookup_or_fail(self._host, 'migrate the disk of',
+                                        instance_uuid)
         try:
-            driver.require_off(domain, 'migrate the disk of', instance_uuid)
-            disk = driver.own_disk(instance_uuid, domain.XMLDesc(
+            domains.require_off(domain, 'migrate the disk of', instance_uuid)
+            disk = self._paths.own_disk(instance_uuid, domain.XMLDesc(
                 libvirt.VIR_DOMAIN_XML_INACTIVE))
         except libvirt.libvirtError as error:
             raise live_transfer.failed(
@@ -161,7 +165,7 @@ class ColdMigrations:
     def _unseen(self, instance_uuid, destination_path):
         """Why this host cannot copy into destination_path through its own
         filesystem, or None when it can."""
-        own_dir = self._driver.instance_path(instance_uuid)
+        own_dir = self._paths.instance_path(instance_uuid)
         if not os.path.isabs(destination_path):
             return 'which is not an absolute path'
         if not os.path.isdir(os.path.dirname(
@@ -190,7 +194,7 @@ class ColdMigrations:
 
     def confirm_migration(self, instance_uuid, shared_storage):
         try:
-            domain = self._driver.lookup(instance_uuid)
+            domain = self._host.lookup(instance_uuid)
             if domain is not None:
                 if domain.isActive():
                     raise exception.HypervisorError(
@@ -203,12 +207,12 @@ class ColdMigrations:
             raise live_transfer.failed(
                 'remove the original of', instance_uuid, error) from error
         if not shared_storage:
-            shutil.rmtree(self._driver.instance_path(instance_uuid),
+            shutil.rmtree(self._paths.instance_path(instance_uuid),
                           ignore_errors=True)
 
     def finish_revert_migration(self, instance_uuid, power_on):
-        domain = self._driver.lookup_or_fail('revert the migration of',
-                                             instance_uuid)
+        domain = domains.lookup_or_fail(self._host, 'revert the migration of',
+                                        instance_uuid)
         if power_on:
             try:
                 if not domain.isActive():
@@ -221,19 +225,18 @@ class ColdMigrations:
 
     def finish_migration(self, instance_uuid, name, vcpus, memory_mb, image,
                          has_disk, power_on):
-        driver = self._driver
         disk = None
-        if has_disk and not driver.is_test_driver:
-            disk = driver.own_disk_path(instance_uuid)
+        if has_disk and self._hypervisor.guest_files:
+            disk = self._paths.own_disk_path(instance_uuid)
             if not os.path.isfile(disk):
                 raise exception.MigrationError(
                     reason=f'the disk of instance {instance_uuid} is not at '
                            f'{disk}: it was not copied here, and this host '
                            f'does not share the source\'s storage')
         try:
-            xml = driver.guest_xml(instance_uuid, name, vcpus, memory_mb,
-                                   image, disk)
-            domain = driver.connection.defineXML(xml)
+            xml = self._hypervisor.definition(instance_uuid, name, vcpus,
+                                              memory_mb, image, disk)
+            domain = self._host.connection.defineXML(xml)
             if power_on:
                 domain.create()
         except (libvirt.libvirtError, OSError) as error:
@@ -242,7 +245,7 @@ class ColdMigrations:
 
     def revert_migration_at_destination(self, instance_uuid, shared_storage):
         try:
-            domain = self._driver.lookup(instance_uuid)
+            domain = self._host.lookup(instance_uuid)
             if domain is not None:
                 domain_guest.unless_already_off(domain.destroy)
                 domain.undefineFlags(live_transfer.UNDEFINE_FLAGS)
@@ -250,5 +253,5 @@ class ColdMigrations:
             raise live_transfer.failed(
                 'remove the migrated', instance_uuid, error) from error
         if not shared_storage:
-            shutil.rmtree(self._driver.instance_path(instance_uuid),
+            shutil.rmtree(self._paths.instance_path(instance_uuid),
                           ignore_errors=True)

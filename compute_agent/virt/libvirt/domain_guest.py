@@ -16,11 +16,14 @@ class DomainGuest(power.Guest):
     under a power-off, the guest is found again through find_domain()
     (on the host's new connection); while there is none, the guest is
     unreachable (power.GuestUnreachable).
+
+    :param shutdown_methods: whether a shutdown request can name its
+        method (hypervisor.py); libvirt's test driver takes none.
     """
 
-    def __init__(self, domain, test_driver, find_domain=None):
+    def __init__(self, domain, shutdown_methods, find_domain=None):
         self._domain = domain
-        self._test_driver = test_driver
+        self._shutdown_methods = shutdown_methods
         self._find_domain = find_domain
 
     def _call(self, operation):
@@ -53,8 +56,7 @@ class DomainGuest(power.Guest):
                          libvirt.VIR_DOMAIN_CRASHED)
 
     def request_shutdown(self, method):
-        if self._test_driver:
-            # The test driver takes no shutdown method flags.
+        if not self._shutdown_methods:
             return unless_already_off(
                 lambda: self._call(lambda domain: domain.shutdown()))
         if method == power.GUEST_AGENT:

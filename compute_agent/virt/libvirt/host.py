@@ -136,6 +136,16 @@ class Host:
                          self._uri, connection.getType())
             return connection
 
+    def lookup(self, instance_uuid):
+        """The guest's domain on the current connection; None when it is
+        not defined."""
+        try:
+            return self.connection.lookupByUUIDString(instance_uuid)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
     def _close(self, connection):
         """Let go of a dead connection. Its daemon is gone, so each step
         may fail; libvirt still drops the callbacks on this side."""

@@ -1,9 +1,10 @@
 """Live migration of the agent's libvirt guests, and what of migration is
 real and what is emulated.
 
-LibvirtDriver hands every live-migration step to ``LiveMigrations``;
-live_transfer.py moves the running guest; cold_migration.py holds the
-steps of a cold migration or resize.
+LibvirtDriver hands every live-migration step to ``LiveMigrations``, or
+on libvirt's test driver to ``EmulatedLiveMigrations``; live_transfer.py
+moves the running guest; cold_migration.py holds the steps of a cold
+migration or resize.
 
 Live migration on QEMU (real). libvirt's own peer-to-peer migration
 (migrateToURI3): the source's libvirtd connects to the destination's at the
@@ -96,15 +97,18 @@ def _step(step, instance_uuid):
 
 
 class LiveMigrations:
-    """The live-migration steps of one LibvirtDriver.
+    """The live-migration steps of one LibvirtDriver on QEMU/KVM.
 
-    The driver lends its helpers: connection, connection_uri, host_name,
-    is_test_driver, lookup() and instance_path().
+    :param host: the libvirt Host (host.py) the guests run on.
+    :param paths: this host's InstancePaths.
+    :param host_name: this host's name, for '%s' in migration_uri.
     """
 
-    def __init__(self, driver, migration_uri=None, inbound_addr=None,
-                 bandwidth=0):
-        self._driver = driver
+    def __init__(self, host, paths, host_name, migration_uri=None,
+                 inbound_addr=None, bandwidth=0):
+        self._host = host
+        self._paths = paths
+        self._host_name = host_name
         self._migration_uri = migration_uri
         self._inbound_addr = inbound_addr
         self._bandwidth = bandwidth
@@ -117,22 +121,19 @@ class LiveMigrations:
     # -- live migration: destination ------------------------------------------
 
     def migration_target(self):
-        driver = self._driver
-        uri = (self._migration_uri or driver.connection_uri).replace(
-            '%s', driver.host_name or '')
+        uri = (self._migration_uri or self._host.uri).replace(
+            '%s', self._host_name or '')
         return {'libvirt_uri': uri,
                 'data_uri': live_transfer.data_uri(self._inbound_addr),
-                'hypervisor': driver.connection.getType()}
+                'hypervisor': self._host.connection.getType()}
 
     def pre_live_migration(self, instance_uuid, migratable_xml, image,
                            block_migration):
-        if self._driver.is_test_driver:
-            return migratable_xml
-        if self._driver.lookup(instance_uuid) is not None:
+        if self._host.lookup(instance_uuid) is not None:
             raise exception.MigrationError(
                 reason=f'instance {instance_uuid} is already defined on this '
                        f'host; it cannot arrive here a second time')
-        own_dir = self._driver.instance_path(instance_uuid)
+        own_dir = self._paths.instance_path(instance_uuid)
         # The agent keeps a guest's files in a directory named by its uuid.
         source_files = {path for path in config.guest_files(migratable_xml)
                         if os.path.basename(os.path.dirname(path)) ==
@@ -209,34 +210,30 @@ class LiveMigrations:
 
     def post_live_migration_at_destination(self, instance_uuid,
                                            destination_xml):
-        driver = self._driver
         with _step('take over the migrated', instance_uuid):
-            if not driver.is_test_driver:
-                domain = driver.lookup(instance_uuid)
-                if domain is None or not domain.isActive():
-                    raise exception.MigrationError(
-                        reason=f'instance {instance_uuid} is not running on '
-                               f'this host: the migration did not arrive')
+            domain = self._host.lookup(instance_uuid)
+            if domain is None or not domain.isActive():
+                raise exception.MigrationError(
+                    reason=f'instance {instance_uuid} is not running on '
+                           f'this host: the migration did not arrive')
             # Whatever the source asked libvirt to persist, the definition
             # kept here names this host's files.
-            domain = driver.connection.defineXML(destination_xml)
-            if driver.is_test_driver and not domain.isActive():
-                domain.create()
+            domain = self._host.connection.defineXML(destination_xml)
             if domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                 domain.resume()
             self._remove_incoming_marker(instance_uuid)
 
     def _remove_incoming_marker(self, instance_uuid):
         try:
-            os.unlink(os.path.join(self._driver.instance_path(instance_uuid),
+            os.unlink(os.path.join(self._paths.instance_path(instance_uuid),
                                    INCOMING_MARKER))
         except FileNotFoundError:
             pass
 
     def rollback_live_migration_at_destination(self, instance_uuid):
-        own_dir = self._driver.instance_path(instance_uuid)
+        own_dir = self._paths.instance_path(instance_uuid)
         with _step('roll back the incoming migration of', instance_uuid):
-            domain = self._driver.lookup(instance_uuid)
+            domain = self._host.lookup(instance_uuid)
             if domain is not None:
                 if domain.state()[0] in (libvirt.VIR_DOMAIN_RUNNING,
                                          libvirt.VIR_DOMAIN_BLOCKED):
@@ -253,7 +250,7 @@ class LiveMigrations:
     # -- live migration: source -----------------------------------------------
 
     def _running_domain(self, instance_uuid):
-        domain = self._driver.lookup(instance_uuid)
+        domain = self._host.lookup(instance_uuid)
         if domain is None:
             raise exception.MigrationError(
                 reason=f'instance {instance_uuid} is not defined on this '
@@ -274,18 +271,18 @@ class LiveMigrations:
         with _step('start the live migration of', instance_uuid):
             domain = self._running_domain(instance_uuid)
             self._check_target(target)
-        if self._driver.is_test_driver:
-            live_transfer.emulate_live_migration(domain, control,
-                                                 self._bandwidth)
-        else:
-            live_transfer.live_migrate(domain, target, destination_xml,
-                                       block_migration, control,
-                                       self._bandwidth)
-        own_dir = self._driver.instance_path(instance_uuid)
+        self._transfer(domain, target, destination_xml, block_migration,
+                       control)
+        own_dir = self._paths.instance_path(instance_uuid)
         with self._lock:
             self._in_use_by_destination[instance_uuid] = {
                 path for path in config.guest_files(destination_xml)
                 if os.path.dirname(path) == own_dir}
+
+    def _transfer(self, domain, target, destination_xml, block_migration,
+                  control):
+        live_transfer.live_migrate(domain, target, destination_xml,
+                                   block_migration, control, self._bandwidth)
 
     def _check_target(self, target):
         if not isinstance(target, dict) or \
@@ -293,7 +290,7 @@ class LiveMigrations:
             raise exception.MigrationError(
                 reason=f'the destination named no libvirt URI to migrate to '
                        f'(target {target!r})')
-        ours = self._driver.connection.getType()
+        ours = self._host.connection.getType()
         theirs = target.get('hypervisor')
         if str(theirs).lower() != ours.lower():
             raise exception.MigrationError(
@@ -302,7 +299,7 @@ class LiveMigrations:
                        f'between hosts of one kind')
 
     def cleanup_after_live_migration(self, instance_uuid):
-        own_dir = self._driver.instance_path(instance_uuid)
+        own_dir = self._paths.instance_path(instance_uuid)
         with self._lock:
             in_use = self._in_use_by_destination.pop(instance_uuid, None)
         if not os.path.isdir(own_dir):
@@ -327,3 +324,29 @@ class LiveMigrations:
                     shutil.rmtree(path)
                 else:
                     os.unlink(path)
+
+
+class EmulatedLiveMigrations(LiveMigrations):
+    """The live-migration steps on libvirt's test driver, which cannot
+    migrate: only the definition moves (see the module docstring)."""
+
+    def pre_live_migration(self, instance_uuid, migratable_xml, image,
+                           block_migration):
+        # Test domains have no files to place here.
+        return migratable_xml
+
+    def _transfer(self, domain, target, destination_xml, block_migration,
+                  control):
+        live_transfer.emulate_live_migration(domain, control,
+                                             self._bandwidth)
+
+    def post_live_migration_at_destination(self, instance_uuid,
+                                           destination_xml):
+        # Nothing arrived: the guest is defined and started from the
+        # definition the source sent.
+        with _step('take over the migrated', instance_uuid):
+            domain = self._host.connection.defineXML(destination_xml)
+            if not domain.isActive():
+                domain.create()
+            if domain.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                domain.resume()

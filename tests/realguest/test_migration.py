@@ -100,16 +100,15 @@ class TwoHostsTestCase(base.TestCase):
             connection.close()
 
     def sigterm_restart(self, role):
-        """SIGTERM the agent mid-flight: it must drain (exit 0 within its
-        budget); then start it again."""
+        """SIGTERM the agent mid-flight: it must drain (exit 0, which the
+        launcher's SIGALRM at graceful_shutdown_timeout would make 1);
+        then start it again."""
         agent = self.agents[role]
         in_flight = self.clients[role].call(
             'get_service_status', topic=rpc.ALT_TOPIC)['in_flight']
         self.assertNotEqual([], in_flight, f'nothing in flight on {role}')
         agent.sigterm()
         self.assertEqual(0, agent.wait_exit(SETTLE))
-        self.assertLess(agent.exit_time - agent.signal_time,
-                        agent.graceful_shutdown_timeout)
         agent.restart()
         agent.wait_ready()
 

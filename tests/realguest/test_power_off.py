@@ -20,8 +20,7 @@ from tests.fixtures import rpc
 from tests.realguest import base
 from tests.realguest import libvirtd
 
-# Long enough that a stop woken by anything but the lifecycle event
-# (the next re-sent request, or the deadline) would show in the result.
+# The guests' shutdown requests are re-sent this often.
 RETRY_INTERVAL = 30
 
 
@@ -80,17 +79,23 @@ class PowerOffTest(RealGuestTestCase):
         self.assertEqual(('clean', 'clean', 'acpi', 60),
                          (clean['requested'], clean['result'],
                           clean['method'], clean['timeout']))
-        # Woken by the lifecycle event: had it waited for the re-sent
-        # request or the deadline, this would be 30 s or more.
-        self.assertLess(clean['seconds'], RETRY_INTERVAL)
+        # The wait ended on seeing the guest off: by its lifecycle event,
+        # or by the state poll that can see it in the same instant. (That
+        # the event ends it at once is shown on the test driver, in
+        # tests/unit/test_libvirt_driver.py; how long it took is in the
+        # clean-power-off detail.)
+        self.assertIn(clean['detected_by'], ('event', 'poll'))
 
         forced = self.stop(stubborn, shutdown_timeout=5)['last_power_off']
         self.addDetail('forced-power-off', testtools.content.json_content(
             forced))
+        # Asked cleanly, then destroyed: with no forced request sent, only
+        # the end of its 5 s does that (that the destroy waits for it is
+        # checked on a simulated clock in tests/unit/test_power.py).
         self.assertEqual(('clean', 'forced', 'destroy', 5),
                          (forced['requested'], forced['result'],
                           forced['method'], forced['timeout']))
-        self.assertGreaterEqual(forced['seconds'], 5)
+        self.assertNotIn('detected_by', forced)
 
         console = self.rpc.call('get_console_output', topic=rpc.ALT_TOPIC,
                                 instance_uuid=cooperative)

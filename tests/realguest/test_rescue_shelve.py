@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 
 from tests.fixtures import rpc
 from tests.fixtures.polling import wait_for
@@ -24,8 +23,9 @@ class ShelveTest(RealGuestTestCase):
                          (shelved['vm_state'],
                           shelved['last_power_off']['result'],
                           shelved['last_power_off']['method']))
-        self.assertLess(shelved['last_power_off']['seconds'],
-                        test_power_off.RETRY_INTERVAL)
+        # The wait ended on seeing the guest off (see test_power_off).
+        self.assertIn(shelved['last_power_off']['detected_by'],
+                      ('event', 'poll'))
 
         offloaded = self.rpc.call('shelve_offload_instance',
                                   instance_uuid=guest)
@@ -89,7 +89,6 @@ class ForceOverrideTest(RealGuestTestCase):
 
         def clean_stop():
             first['record'] = self.stop(guest, shutdown_timeout=120)
-            first['returned'] = time.monotonic()
         stopper = threading.Thread(target=clean_stop)
         stopper.start()
 
@@ -99,18 +98,20 @@ class ForceOverrideTest(RealGuestTestCase):
             return any(op.get('power_off') for op in status['in_flight'])
         wait_for(waiting, 30, 'the clean power-off waiting')
 
-        forced_at = time.monotonic()
         second = self.stop(guest, clean_shutdown=False)
-        stopper.join(60)
         self.assertEqual(('stopped', 'shutdown'),
                          (second['vm_state'], second['power_state']))
+        # The forced stop answers once the clean one it cut short has
+        # finished, long before that one's 120 s would have run out: the
+        # join is only a hang guard.
+        stopper.join(60)
+        self.assertFalse(stopper.is_alive(), 'the clean stop still waits')
+        self.assertIn(f'Forced stop of instance {guest} cuts its clean '
+                      f'power-off short', self.agent.log_text())
         last = first['record']['last_power_off']
-        self.assertEqual(('clean', 'forced', 120),
+        self.assertEqual(('clean', 'forced', 'destroy', 120),
                          (last['requested'], last['result'],
-                          last['timeout']))
-        # Far sooner than the 120 s the clean wait had left.
-        self.assertLess(first['returned'] - forced_at,
-                        test_power_off.RETRY_INTERVAL)
+                          last['method'], last['timeout']))
 
 
 class CliProgressTest(RealGuestTestCase):

@@ -8,8 +8,13 @@ quicker than the hypervisor), so events nobody waits for are kept for a
 while and satisfy a waiter that registers later.
 """
 
+import logging
 import threading
 import time
+
+from compute_agent import exception
+
+LOG = logging.getLogger(__name__)
 
 # How long an event nobody waits for is kept for a later waiter.
 UNCLAIMED_EVENT_TTL = 600
@@ -51,7 +56,17 @@ class EventWaiter:
 
 
 class InstanceEvents:
-    def __init__(self, clock=time.monotonic):
+    """Owns, under its lock, the waiters of each instance and the events
+    that came before anyone waited for them."""
+
+    def __init__(self, timeout=300, timeout_is_fatal=True,
+                 clock=time.monotonic):
+        """:param timeout: how long wait_for waits (instance_event_timeout)
+        :param timeout_is_fatal: whether an event missing then fails the
+            operation (instance_event_timeout_is_fatal).
+        """
+        self._timeout = timeout
+        self._timeout_is_fatal = timeout_is_fatal
         self._clock = clock
         self._lock = threading.Lock()
         self._waiters = {}      # instance uuid -> set of EventWaiter
@@ -67,6 +82,20 @@ class InstanceEvents:
             waiter = EventWaiter(instance_uuid, set(keys) - early, self)
             self._waiters.setdefault(instance_uuid, set()).add(waiter)
             return waiter
+
+    def wait_for(self, waiter, action, instance_uuid):
+        """Wait for the events waiter listens for; raise when they do not
+        all come in time and that is fatal."""
+        missing = waiter.wait(self._timeout)
+        if not missing:
+            return
+        text = (f'no {", ".join(missing)} event for instance '
+                f'{instance_uuid} within {self._timeout} s')
+        if self._timeout_is_fatal:
+            raise exception.HypervisorError(
+                action=action, instance_uuid=instance_uuid,
+                reason=text + ' (instance_event_timeout)')
+        LOG.warning('Going on with %s: %s', action, text)
 
     def deliver(self, instance_uuid, name, tag=None):
         """Hand an event to whoever waits for it; True when someone did,

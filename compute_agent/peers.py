@@ -10,6 +10,7 @@ import contextlib
 import oslo_messaging
 
 from compute_agent import exception
+from compute_agent import rpcapi
 
 
 @contextlib.contextmanager
@@ -51,3 +52,15 @@ def _remote_reason(error):
             error.value.startswith(prefix):
         return error.value[len(prefix):]
     return f'{error.exc_type}: {error.value}'
+
+
+def require_running(peers_api, ctxt, host, role):
+    """A new migration starts only while the other end takes new work;
+    its state is asked on compute-alt, which answers while it drains."""
+    with calling(host, 'report its state'):
+        status = peers_api.get_service_status(
+            ctxt, host, alt=True, timeout=rpcapi.PEER_CHECK_TIMEOUT)
+    if status.get('state') != 'running':
+        raise exception.MigrationError(
+            reason=f'{role} {host} is shutting down and takes no new '
+                   f'migrations')

@@ -1,9 +1,8 @@
 """Server side of the RPC wire: transport, topics and the tracked server.
 
 Only the versioned API is reachable on the bus: the servers dispatch the
-endpoint methods marked with ``mark_remotable`` (manager_base.remotable
-does it) and refuse every other name, including the public methods the
-service calls directly (init_host, drain_started).
+endpoint methods marked by compute_agent.remotable and refuse every other
+name.
 """
 
 import logging
@@ -12,13 +11,14 @@ import oslo_messaging
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 from oslo_messaging.rpc import server as rpc_server
 
+from compute_agent import remotable
+
 TOPIC = 'compute'
 ALT_TOPIC = 'compute-alt'
 DEFAULT_EXCHANGE = 'compute_agent'
 # A read-only method the service casts to itself to wake a stopping
 # listener; also hidden from the in-flight list it reports.
 WAKE_METHOD = 'get_service_status'
-_REMOTABLE = 'compute_agent_remotable'
 
 LOG = logging.getLogger(__name__)
 
@@ -31,18 +31,11 @@ def get_transport(conf):
     return oslo_messaging.get_rpc_transport(conf)
 
 
-def mark_remotable(method):
-    """Let the RPC servers dispatch method."""
-    setattr(method, _REMOTABLE, True)
-    return method
-
-
 class RemotableOnlyPolicy(rpc_dispatcher.RPCAccessPolicyBase):
-    """Allows the endpoint methods marked by mark_remotable, nothing else."""
+    """Allows the endpoint methods marked remotable, nothing else."""
 
     def is_allowed(self, endpoint, method):
-        return getattr(getattr(endpoint, method, None), _REMOTABLE,
-                       False) is True
+        return remotable.is_remotable(getattr(endpoint, method, None))
 
 
 class APIDispatcher(rpc_dispatcher.RPCDispatcher):

@@ -153,12 +153,11 @@ class Service(oslo_service.ServiceBase):
         # where nothing is cut short: init_host completes, and once the
         # servers start, both start and stop() drains them.
         if not self.stop_requested:
-            self._manager.init_host(self)
+            endpoints = self._manager.init_host(self._tracker, self.status)
         if self.stop_requested:
             self._stop_before_serving()
             return
         host = self._conf.host
-        endpoints = [self._manager]
         self._primary = rpc.create_server(
             self._transport, rpc.TOPIC, host, endpoints, self._tracker)
         self._alt = rpc.create_server(

@@ -28,7 +28,6 @@ from compute_agent import db
 from compute_agent import image_store
 from compute_agent import log_safety
 from compute_agent import manager
-from compute_agent import manager_base
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import service
@@ -63,7 +62,7 @@ def build_service(conf, signal_inbox):
         shutdown_retry_interval=conf.compute.shutdown_retry_interval,
         peers=rpcapi.ComputeAPI(transport,
                                 version_pin=conf.upgrade_levels.compute),
-        settings=manager_base.MigrationSettings(
+        settings=manager.MigrationSettings(
             max_concurrent_live_migrations=(
                 conf.compute.max_concurrent_live_migrations),
             max_concurrent_resizes=conf.compute.max_concurrent_resizes,

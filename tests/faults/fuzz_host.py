@@ -15,7 +15,6 @@ state_path.
 import dataclasses
 import os
 import sqlite3
-import types
 import uuid
 
 import fixtures
@@ -28,7 +27,6 @@ from compute_agent import db
 from compute_agent import exception
 from compute_agent import image_store
 from compute_agent import manager
-from compute_agent import manager_base
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import tracker
@@ -126,14 +124,14 @@ class InProcessHost(fixtures.Fixture):
                 os.path.join(self.state_path, 'images'), database),
             default_shutdown_timeout=1, shutdown_retry_interval=1,
             peers=rpcapi.ComputeAPI(self._transport, retry=0),
-            settings=manager_base.MigrationSettings(
+            settings=manager.MigrationSettings(
                 instance_event_timeout=0))
-        self.manager.init_host(types.SimpleNamespace(
-            status=self._service_status, tracker=self.tracker))
+        endpoints = self.manager.init_host(self.tracker,
+                                           self._service_status)
         # As compute_agent.service.Service.start builds its servers; the
         # server is never started: only its dispatcher is used.
         self.dispatcher = rpc.create_server(
-            self._transport, rpc.TOPIC, self.host, [self.manager],
+            self._transport, rpc.TOPIC, self.host, endpoints,
             self.tracker).dispatcher
         self.view = self._seed()
 

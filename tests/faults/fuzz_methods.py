@@ -48,10 +48,8 @@ def _is_remotable(decorator):
 
 
 def remotable_methods():
-    """name -> Signature of every @remotable method of the manager."""
-    modules = {inspect.getmodule(cls) for cls in
-               manager.ComputeManager.__mro__
-               if cls.__module__.startswith('compute_agent.')}
+    """name -> Signature of every @remotable method of the endpoints."""
+    modules = {inspect.getmodule(cls) for cls in manager.ENDPOINT_CLASSES}
     methods = {}
     for module in modules:
         for node in ast.walk(_parse(module)):

@@ -51,10 +51,14 @@ def _rows(database):
 class HostileRequestTestCase(test_manager_migrate.TwoHostsTestCase):
     def setUp(self):
         super().setUp()
-        self.driver_calls = {}
-        for host, compute in self.managers.items():
-            self.driver_calls[host] = DriverCalls(compute._driver)
-            compute._driver = self.driver_calls[host]
+        for calls in self.driver_calls.values():
+            calls.calls.clear()   # what init_host called
+
+    def driver_of(self, host):
+        if not hasattr(self, 'driver_calls'):
+            self.driver_calls = {}
+        self.driver_calls[host] = DriverCalls(self.drivers[host])
+        return self.driver_calls[host]
 
     # -- what "nothing changed" means ----------------------------------
 
@@ -66,7 +70,7 @@ class HostileRequestTestCase(test_manager_migrate.TwoHostsTestCase):
             'tracked': sorted((op['method'], op['instance_uuid'])
                               for op in self.services[host]
                               .tracker.snapshot()),
-            'holds': sorted(compute._incoming_holds),
+            'holds': sorted(compute.migrations._incoming_holds),
         } for host, compute in self.managers.items()}
 
     def assertRefused(self, error_type, method, *args, **kwargs):
@@ -469,7 +473,7 @@ class DrainHoldTest(HostileRequestTestCase):
                           self.b.pre_live_migration, self.ctxt, instance,
                           migration, '<domain/>')
         self.assertEqual([], self.tracked('host-b'))
-        self.assertEqual({}, self.b._incoming_holds)
+        self.assertEqual({}, self.b.migrations._incoming_holds)
         self.assertEqual([], self.driver_calls['host-b'].calls)
 
     def test_a_failed_status_write_releases_the_hold(self):
@@ -490,7 +494,7 @@ class DrainHoldTest(HostileRequestTestCase):
                           self.b.pre_live_migration, self.ctxt, instance,
                           migration, '<domain/>')
         self.assertEqual([], self.tracked('host-b'))
-        self.assertEqual({}, self.b._incoming_holds)
+        self.assertEqual({}, self.b.migrations._incoming_holds)
         self.assertEqual('failed', self.b.get_migration(
             self.ctxt, migration['id'])['status'])
 
@@ -518,8 +522,9 @@ class AuditTableTest(testtools.TestCase):
 
     def test_every_rpc_method_has_one_row(self):
         policy = rpc.RemotableOnlyPolicy()
-        methods = {name for name in dir(manager.ComputeManager)
-                   if policy.is_allowed(manager.ComputeManager, name)}
+        methods = {name for endpoint in manager.ENDPOINT_CLASSES
+                   for name in dir(endpoint)
+                   if policy.is_allowed(endpoint, name)}
         with open(AUDIT, encoding='utf-8') as audit:
             rows = re.findall(r'^   \* - ``(\w+)``$', audit.read(),
                               re.MULTILINE)

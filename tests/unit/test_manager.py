@@ -9,12 +9,14 @@ import uuid
 import oslo_messaging
 
 from compute_agent import db
+from compute_agent import endpoints
 from compute_agent import exception
 from compute_agent import image_store
 from compute_agent import manager
 from compute_agent import tracker
 from tests.fixtures.polling import wait_for
 from tests.unit import base
+from tests.unit import compute_host
 from tests.unit import fakes
 from tests.unit import test_db
 
@@ -56,8 +58,7 @@ class ManagerTestCase(base.TestCase):
             image_store=image_store.ImageStore(self.images_path, database),
             default_shutdown_timeout=default_timeout,
             shutdown_retry_interval=10)
-        compute.init_host(FakeService())
-        return compute
+        return compute_host.ComputeHost(compute, FakeService())
 
     def boot(self, **overrides):
         return self.manager.build_and_run_instance(
@@ -168,8 +169,8 @@ class LifecycleTest(ManagerTestCase):
 
     def test_status_reports_versions(self):
         status = self.manager.get_service_status(self.ctxt)
-        self.assertEqual((HOST, manager.SERVICE_VERSION,
-                          manager.RPC_API_VERSION, 'running'),
+        self.assertEqual((HOST, endpoints.SERVICE_VERSION,
+                          endpoints.RPC_API_VERSION, 'running'),
                          (status['host'], status['service_version'],
                           status['rpc_api_version'], status['state']))
 
@@ -471,7 +472,7 @@ class ForceOverrideTest(ManagerTestCase):
             target=lambda: results.update(first=self.manager.stop_instance(
                 {'request_id': 'req-clean'}, uuid_)))
         stopper.start()
-        wait_for(self.manager._power_off_progress, 10,
+        wait_for(self.manager.power_offs.progress, 10,
                  'the clean power-off waiting')
         return stopper, results
 
@@ -501,7 +502,7 @@ class ForceOverrideTest(ManagerTestCase):
         stopper, results = self._start_waiting_stop(uuid_)
         # Should the reboot be refused, the waiting stop still ends.
         self.addCleanup(stopper.join, 10)
-        self.addCleanup(self.manager._force_power_off, uuid_)
+        self.addCleanup(self.manager.power_offs.force, uuid_)
         rebooted = self.manager.reboot_instance(self.ctxt, uuid_, 'HARD')
         stopper.join(10)
         self.assertEqual('forced', results['first']['last_power_off']
@@ -517,7 +518,7 @@ class ForceOverrideTest(ManagerTestCase):
         uuid_ = self.boot()['uuid']
         stopper, _ = self._start_waiting_stop(uuid_)
         self.addCleanup(stopper.join, 10)
-        self.addCleanup(self.manager._force_power_off, uuid_)
+        self.addCleanup(self.manager.power_offs.force, uuid_)
         self.assertRaises(exception.InstanceInvalidState,
                           self.manager.reboot_instance, self.ctxt, uuid_,
                           'SOFT')
@@ -538,6 +539,48 @@ class ForceOverrideTest(ManagerTestCase):
                           deleted['last_power_off']['result'],
                           deleted['last_power_off']['method']))
 
+    def test_forced_stop_between_a_clean_claim_and_its_power_off(self):
+        """A forced stop that comes after a clean stop claimed the
+        instance, but before its power-off began, forces it."""
+        uuid_ = self.boot()['uuid']
+        self.driver.guests[uuid_]['waits_for_force'] = True
+        claimed, release = threading.Event(), threading.Event()
+        real_power_state = self.driver.get_power_state
+
+        def power_state_after_release(instance_uuid):
+            # Asked first by the clean stop's power-off, after its claim.
+            if not claimed.is_set():
+                claimed.set()
+                release.wait(10)
+            return real_power_state(instance_uuid)
+        self.driver.get_power_state = power_state_after_release
+        results = {}
+        clean = threading.Thread(
+            target=lambda: results.update(clean=self.manager.stop_instance(
+                {'request_id': 'req-clean'}, uuid_)))
+        clean.start()
+        self.addCleanup(clean.join, 10)
+        self.addCleanup(release.set)
+        wait_for(claimed.is_set, 10, 'the clean stop claiming')
+        registry = self.manager.power_offs
+        real_force, forced_calls = registry.force, []
+        registry.force = lambda instance_uuid: forced_calls.append(
+            real_force(instance_uuid)) or forced_calls[-1]
+        forced = threading.Thread(
+            target=lambda: results.update(forced=self.manager.stop_instance(
+                self.ctxt, uuid_, clean_shutdown=False)))
+        forced.start()
+        # Refused at once, or it forced the power-off and waits for the
+        # clean stop to end.
+        wait_for(lambda: forced_calls or not forced.is_alive(), 10,
+                 'the forced stop reaching the clean one')
+        release.set()
+        clean.join(10)
+        forced.join(10)
+        self.assertEqual(('forced', 'stopped'), (
+            results['clean']['last_power_off']['result'],
+            results.get('forced', {}).get('vm_state')))
+
     def test_a_clean_second_request_is_still_refused(self):
         uuid_ = self.boot()['uuid']
         stopper, _ = self._start_waiting_stop(uuid_)
@@ -548,7 +591,7 @@ class ForceOverrideTest(ManagerTestCase):
 
     def test_progress_of_the_waiting_power_off_is_in_the_status(self):
         uuid_ = self.boot()['uuid']
-        self.manager.init_host(FakeServiceWithWork('req-clean'))
+        self.manager.serve(FakeServiceWithWork('req-clean'))
         stopper, _ = self._start_waiting_stop(uuid_)
         status = self.manager.get_service_status(self.ctxt)
         progress = status['in_flight'][0]['power_off']
@@ -629,7 +672,7 @@ class ShelveTest(ManagerTestCase):
         self.assertEqual(('shelved', 'shutdown', 5),
                          (shelved['vm_state'], shelved['power_state'],
                           shelved['last_power_off']['timeout']))
-        snapshot = self.manager._images.get(shelved['snapshot_id'])
+        snapshot = self.manager.images.get(shelved['snapshot_id'])
         self.assertTrue(os.path.isfile(snapshot['path']))
         back = self.manager.unshelve_instance(self.ctxt, uuid_)
         self.assertEqual(('active', None),
@@ -643,7 +686,7 @@ class ShelveTest(ManagerTestCase):
         self.assertEqual(('shelved_offloaded', 'nostate'),
                          (offloaded['vm_state'], offloaded['power_state']))
         self.assertNotIn(uuid_, self.driver.guests)
-        snapshot_path = self.manager._images.get(
+        snapshot_path = self.manager.images.get(
             offloaded['snapshot_id'])['path']
         self.manager.unshelve_instance(self.ctxt, uuid_)
         self.assertEqual(snapshot_path,
@@ -662,7 +705,7 @@ class ShelveTest(ManagerTestCase):
     def test_diskless_guest_snapshot_says_it_had_no_disk(self):
         uuid_ = self.boot()['uuid']
         shelved = self.manager.shelve_instance(self.ctxt, uuid_)
-        snapshot = self.manager._images.get(shelved['snapshot_id'])
+        snapshot = self.manager.images.get(shelved['snapshot_id'])
         self.assertEqual((None, None), (snapshot['path'], snapshot['size']))
 
     def test_shelve_of_a_deleted_instance_is_refused(self):
@@ -677,7 +720,7 @@ class ShelveTest(ManagerTestCase):
         snapshot_id = self.manager.shelve_offload_instance(
             self.ctxt, uuid_)['snapshot_id']
         self.manager.terminate_instance(self.ctxt, uuid_)
-        self.assertIsNone(self.manager._images.get(snapshot_id))
+        self.assertIsNone(self.manager.images.get(snapshot_id))
 
 
 class ConsoleOutputTest(ManagerTestCase):

@@ -86,13 +86,17 @@ class TwoHostsTestCase(base.TestCase):
         os.makedirs(os.path.join(state, 'images'), exist_ok=True)
         database = db.Database(os.path.join(state, 'agent.sqlite'))
         compute = manager.ComputeManager(
-            host=host, driver=self.drivers[host], database=database,
+            host=host, driver=self.driver_of(host), database=database,
             image_store=image_store.ImageStore(
                 os.path.join(state, 'images'), database),
             default_shutdown_timeout=60, shutdown_retry_interval=10,
             peers=self.peers, settings=self.settings)
         self.services[host] = Service()
         return compute_host.ComputeHost(compute, self.services[host])
+
+    def driver_of(self, host):
+        """The driver host's manager is given."""
+        return self.drivers[host]
 
     def boot(self, compute=None, **extra):
         spec = {'uuid': str(uuid.uuid4()), 'name': 'web', 'vcpus': 1,
@@ -486,8 +490,9 @@ class ColdMigrationTest(TwoHostsTestCase):
 
     def test_drain_cancels_a_queued_resize(self):
         gate = threading.Event()
-        original = self.managers['host-b']._resize
-        self.b._resize = lambda *args: (gate.wait(5), original(*args))
+        flow = self.b.resize_destination
+        original = flow._resize
+        flow._resize = lambda *args: (gate.wait(5), original(*args))
         first, second, third = (self.boot(name=n) for n in 'xyz')
         started = [self.b.prep_resize(self.ctxt, i['uuid'], None, 'host-a')
                    for i in (first, second)]
@@ -564,7 +569,7 @@ class EventTest(TwoHostsTestCase):
             uuid=spec_uuid, wait_for_events=[{'name': 'network-vif-plugged',
                                               'tag': 'port-1'}])))
         builder.start()
-        wait_for(lambda: self.a._events.waiting_for(spec_uuid), 5,
+        wait_for(lambda: self.a.events.waiting_for(spec_uuid), 5,
                  'build waits')
         self.assertEqual('building', self.a._db.get_instance(
             spec_uuid)['vm_state'])

@@ -21,6 +21,7 @@ from oslo_messaging._drivers import base as driver_base
 from oslo_messaging.rpc import server as rpc_server
 from oslo_messaging import server as msg_server
 
+from compute_agent import remotable
 from compute_agent import rpc
 from compute_agent import tracker
 from tests.unit import base
@@ -119,7 +120,7 @@ class ServerAttributesTest(HookTestCase):
 
 
 class NoopEndpoint:
-    @rpc.mark_remotable
+    @remotable.mark
     def noop(self, ctxt):
         return None
 

@@ -62,21 +62,23 @@ class SurfaceTestCase(test_manager.ManagerTestCase):
             conf, url='fake://')
         self.addCleanup(self.transport.cleanup)
         self.server = rpc.create_server(
-            self.transport, rpc.TOPIC, HOST, [self.manager],
+            self.transport, rpc.TOPIC, HOST, self.manager.endpoints,
             tracker.InFlightTracker())
 
     def reachable(self):
         """Names the server's dispatcher would run for a request."""
         policy = self.server.dispatcher.access_policy
-        return {name for name in dir(self.manager)
-                if policy.is_allowed(self.manager, name)}
+        return {name for endpoint in self.manager.endpoints
+                for name in dir(endpoint)
+                if policy.is_allowed(endpoint, name)}
 
     def internal_methods(self):
         """Public callables of the manager that rpcapi never sends."""
         sent = methods_rpcapi_sends()
-        return sorted(name for name in dir(self.manager)
+        compute = self.manager.compute
+        return sorted(name for name in dir(compute)
                       if not name.startswith('_') and name not in sent
-                      and callable(getattr(self.manager, name)))
+                      and callable(getattr(compute, name)))
 
 
 class ReachableMethodsTest(SurfaceTestCase):
@@ -120,7 +122,7 @@ class DispatchRefusalTest(SurfaceTestCase):
         # The dispatcher passes the context as the first argument: a bare
         # call lands in drain_started(deadline=<context>).
         self.assertRefused('drain_started')
-        self.assertFalse(self.manager._work.draining)
+        self.assertFalse(self.manager.work.draining)
 
     def test_every_internal_method_is_refused(self):
         for name in self.internal_methods():
@@ -188,7 +190,7 @@ class RefusalOverTheBusTest(SurfaceTestCase):
         self.assertEqual('NoSuchMethod', getattr(
             refused, 'exc_type', type(refused).__name__))
         self.assertIn('drain_started', str(refused))
-        self.assertFalse(self.manager._work.draining)
+        self.assertFalse(self.manager.work.draining)
         self.assertEqual(HOST, self.client.call(
             {'request_id': 'req-after'}, rpc.WAKE_METHOD)['host'])
 

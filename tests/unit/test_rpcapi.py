@@ -6,6 +6,7 @@ from unittest import mock
 
 import oslo_messaging
 
+from compute_agent import endpoints
 from compute_agent import manager
 from compute_agent import rpcapi
 from tests.unit import base
@@ -14,6 +15,14 @@ HOST = 'hv-1'
 UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
 CTXT = {'request_id': 'req-test'}
 _CLIENT_SIGNATURE = inspect.signature(rpcapi.ComputeAPI._client)
+
+
+def _endpoint_method(name):
+    """The RPC method name on whichever endpoint class holds it."""
+    found = [getattr(endpoint, name) for endpoint in manager.ENDPOINT_CLASSES
+             if hasattr(endpoint, name)]
+    assert len(found) == 1, name
+    return found[0]
 
 
 def _endpoint_parameters(func):
@@ -40,15 +49,16 @@ class FakeClock:
 
 class TestVersionsInStep(base.TestCase):
     def test_client_and_endpoint_versions_match(self):
-        self.assertEqual(rpcapi.VERSION, manager.RPC_API_VERSION)
-        self.assertEqual(rpcapi.VERSION,
-                         manager.ComputeManager.target.version)
+        self.assertEqual(rpcapi.VERSION, endpoints.RPC_API_VERSION)
+        for endpoint in manager.ENDPOINT_CLASSES:
+            self.assertEqual(rpcapi.VERSION, endpoint.target.version,
+                             endpoint.__name__)
 
     def test_service_version_maps_to_client_version(self):
         self.assertEqual(
             rpcapi.VERSION,
-            rpcapi.SERVICE_VERSION_TO_RPC[manager.SERVICE_VERSION])
-        self.assertEqual(manager.SERVICE_VERSION,
+            rpcapi.SERVICE_VERSION_TO_RPC[endpoints.SERVICE_VERSION])
+        self.assertEqual(endpoints.SERVICE_VERSION,
                          max(rpcapi.SERVICE_VERSION_TO_RPC))
 
     def test_current_version_is_in_the_changelog(self):
@@ -445,7 +455,7 @@ class TestWireArguments(_APITestCase):
     def test_endpoint_accepts_the_sent_arguments(self):
         for method, _args, _kwargs, wire in self.CASES:
             params = _endpoint_parameters(
-                getattr(manager.ComputeManager, method))
+                _endpoint_method(method))
             self.assertEqual(['self', 'ctxt'], params[:2], method)
             self.assertEqual(sorted(wire), sorted(params[2:]), method)
 
@@ -521,7 +531,7 @@ class TestVersion14Methods(_APITestCase):
     def test_endpoint_accepts_the_sent_arguments(self):
         for method, _args, wire, _topic in self.CASES:
             params = _endpoint_parameters(
-                getattr(manager.ComputeManager, method))
+                _endpoint_method(method))
             self.assertEqual(sorted(list(wire) + ARGUMENTS_SINCE_1_5.get(
                 method, [])), sorted(params[2:]), method)
 
@@ -568,7 +578,7 @@ class TestVersion15ResizeInstance(_APITestCase):
                          self.clients_made()[-1][:3])
         self.assertEqual(self.TARGET, call.kwargs['migration_target'])
         self.assertIn('migration_target', _endpoint_parameters(
-            manager.ComputeManager.resize_instance))
+            _endpoint_method('resize_instance')))
 
     def test_older_peer_gets_1_4_without_it_and_it_is_logged(self):
         for api in (self.api('1.4'), self._auto_api(service_version=5)):

@@ -57,10 +57,11 @@ class FakeManager:
         self.drain_deadlines = []
         self.during_init_host = during_init_host
 
-    def init_host(self, svc):
+    def init_host(self, tracker, service_status):
         self.init_host_calls += 1
         if self.during_init_host:
             self.during_init_host()
+        return []
 
     def drain_started(self, deadline):
         self.drain_deadlines.append(deadline)

@@ -91,6 +91,9 @@ class LibvirtDriver(driver.ComputeDriver):
     def console_log_path(self, instance_uuid):
         return self._paths.console_log_path(instance_uuid)
 
+    def own_disk_path(self, instance_uuid):
+        return self._paths.own_disk_path(instance_uuid)
+
     def spawn(self, instance_uuid, name, vcpus, memory_mb, image):
         try:
             xml = self._hypervisor.new_definition(

@@ -34,6 +34,29 @@ class ScriptedClock:
         return self._readings[0]
 
 
+class WatchedClock:
+    """Stands still (at 0) and lets a test wait for its readings."""
+
+    def __init__(self):
+        self._readings = 0
+        self._read = threading.Condition()
+
+    def __call__(self):
+        with self._read:
+            self._readings += 1
+            self._read.notify_all()
+        return 0.0
+
+    def readings(self):
+        with self._read:
+            return self._readings
+
+    def wait_for_readings(self, count):
+        with self._read:
+            return self._read.wait_for(lambda: self._readings >= count,
+                                       JOIN_TIMEOUT)
+
+
 class TestTracking(base.TestCase):
     def setUp(self):
         super().setUp()
@@ -138,39 +161,54 @@ class TestWaitUntilDrained(base.TestCase):
         self.assertFalse(ops.wait_until_drained(deadline=0.01))
 
     def test_returns_true_when_another_thread_ends_the_last_op(self):
-        ops = tracker.InFlightTracker()
+        clock = WatchedClock()
+        ops = tracker.InFlightTracker(clock=clock)
         first = ops.start('compute', 'stop_instance', UUID_A)
         second = ops.start('compute-alt', 'finish_resize', UUID_B)
         # A deadline far beyond JOIN_TIMEOUT: only a wake-up by end() can
         # make the wait return in time.
+        read = clock.readings()
         thread, result = self._run_in_thread(
-            ops.wait_until_drained, time.monotonic() + 3600)
+            self._drained_and_left, ops, 3600)
+        self._until_waiting(clock, read)
 
         ender = threading.Thread(target=ops.end, args=(first,))
         ender.start()
         ender.join(JOIN_TIMEOUT)
-        thread.join(0.05)
-        self.assertTrue(thread.is_alive(), 'returned with work in flight')
-        self.assertEqual([], result)
-
         ender = threading.Thread(target=ops.end, args=(second,))
         ender.start()
         ender.join(JOIN_TIMEOUT)
         thread.join(JOIN_TIMEOUT)
         self.assertFalse(thread.is_alive())
-        self.assertEqual([True], result)
+        # Drained, and nothing was left in flight when it returned.
+        self.assertEqual([(True, 0)], result)
 
     def test_no_deadline_waits_until_drained(self):
-        ops = tracker.InFlightTracker()
+        clock = WatchedClock()
+        ops = tracker.InFlightTracker(clock=clock)
         token = ops.start('compute', 'stop_instance', UUID_A)
-        thread, result = self._run_in_thread(ops.wait_until_drained, None)
-        thread.join(0.05)
-        self.assertTrue(thread.is_alive(), 'returned with work in flight')
-
+        read = clock.readings()
+        thread, result = self._run_in_thread(self._drained_and_left, ops,
+                                             None)
+        self._until_waiting(clock, read)
         ops.end(token)
         thread.join(JOIN_TIMEOUT)
         self.assertFalse(thread.is_alive())
-        self.assertEqual([True], result)
+        self.assertEqual([(True, 0)], result)
+
+    def _until_waiting(self, clock, read_before):
+        """Until the waiter in wait_until_drained has read the clock
+        twice since read_before readings: the second reading is taken
+        holding the tracker's lock, which only its wait lets go, so an
+        end() from now on finds it waiting."""
+        self.assertTrue(clock.wait_for_readings(read_before + 2),
+                        'the waiter never started waiting')
+
+    @staticmethod
+    def _drained_and_left(ops, deadline):
+        """wait_until_drained's answer, and how much was still in flight
+        the moment it returned."""
+        return ops.wait_until_drained(deadline), len(ops)
 
     def test_reports_snapshot_while_waiting(self):
         ops = tracker.InFlightTracker()

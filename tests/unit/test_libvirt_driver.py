@@ -153,6 +153,13 @@ class LibvirtdRestartTest(base.TestCase):
             exception.HypervisorError, self.driver.power_off,
             fake_libvirt.UUID, True, 1, 60)
         self.assertIn('Failed to connect socket', str(failure))
+        # libvirtd comes back: the driver's reconnect thread, which
+        # outlives the test, must not go on calling libvirt.open() as
+        # other tests patch it.
+        self.useFixture(fixtures.MockPatchObject(libvirt, 'open',
+                                                 return_value=self.new))
+        wait_for(lambda: self.driver.health()['connected'], 10,
+                 'the reconnect once libvirtd is back')
 
 
 class QemuXmlTest(base.TestCase):

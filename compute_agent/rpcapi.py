@@ -67,39 +67,22 @@ the version sent (``auto`` asks each agent for its own), and a request
 meant for ``compute-alt`` goes to ``compute`` when the peer is older than
 1.1, with a log line saying so.
 
-Build the transport after compute_agent.rpc.set_defaults(), so that the
-exchange defaults to the agent's (``compute_agent``) unless
-``control_exchange`` says otherwise.
-
-Requests are published with the broker's mandatory flag: a request to a
-host that has never run an agent on this bus fails at once with
-MessageUndeliverable instead of waiting out its timeout.
+The version cap per host, the topic and the reply timeouts are worked out
+by compute_agent.rpcapi_versions.VersionedClients, which ComputeAPI sends
+through.
 """
 
 import logging
-import threading
 import time
-import uuid
 
-import oslo_messaging
-
-from compute_agent import rpc
+from compute_agent import rpcapi_versions
 
 LOG = logging.getLogger(__name__)
 
 VERSION = '1.5'
-TOPIC = rpc.TOPIC
-ALT_TOPIC = rpc.ALT_TOPIC
-ALT_TOPIC_MIN_VERSION = '1.1'
 # What each agent's SERVICE_VERSION speaks, for [upgrade_levels] compute=auto.
 SERVICE_VERSION_TO_RPC = {1: '1.0', 2: '1.1', 3: '1.2', 4: '1.3',
                           5: '1.4', 6: '1.5'}
-AUTO_PIN_CACHE_SECONDS = 300
-# How long [upgrade_levels] compute=auto waits for an agent's version.
-DISCOVERY_TIMEOUT = 10
-# A power operation may take the whole shutdown timeout and then some.
-POWER_CALL_MARGIN = 60
-DEFAULT_POWER_TIMEOUT = 300
 # Steps of a migration that one agent asks of another: quick checks and
 # bookkeeping, and (resize_instance) a power-off plus a disk copy.
 PEER_CHECK_TIMEOUT = 60
@@ -108,108 +91,34 @@ DISK_COPY_TIMEOUT = 1800
 # The agent's default [compute] instance_event_timeout.
 DEFAULT_EVENT_TIMEOUT = 300
 
-
-def _versions(text):
-    return tuple(int(part) for part in text.split('.'))
-
-
-def new_context():
-    return {'request_id': f'req-{uuid.uuid4()}'}
+# Callers build the context of each request here.
+new_context = rpcapi_versions.new_context
 
 
 class ComputeAPI:
+    """One method per RPC method, each sent at the version that gave it
+    its current arguments (the history is this module's docstring)."""
+
     def __init__(self, transport, version_pin=None, retry=None,
                  clock=time.monotonic):
-        """:param retry: connection attempts per request before giving up
+        """:param version_pin: [upgrade_levels] compute: None, a version,
+            or 'auto'.
+        :param retry: connection attempts per request before giving up
             (None: keep trying, as a service should; the CLI sets a few).
         """
-        self._transport = transport
-        self._pin = version_pin
-        self._retry = retry
-        self._clock = clock
-        self._auto_caps = {}
-        self._auto_lock = threading.Lock()
-
-    # -- routing --------------------------------------------------------
+        self._clients = rpcapi_versions.VersionedClients(
+            transport, VERSION, SERVICE_VERSION_TO_RPC,
+            version_pin=version_pin, retry=retry, clock=clock)
 
     def version_cap(self, host):
         """The newest version this client may send to host."""
-        if not self._pin:
-            return VERSION
-        if self._pin != 'auto':
-            return self._pin
-        with self._auto_lock:
-            cached = self._auto_caps.get(host)
-            if cached and cached[1] > self._clock():
-                return cached[0]
-        # An agent newer than this client is sent this client's newest.
-        cap = SERVICE_VERSION_TO_RPC.get(
-            self._discover_service_version(host), VERSION)
-        with self._auto_lock:
-            self._auto_caps[host] = (cap, self._clock() +
-                                     AUTO_PIN_CACHE_SECONDS)
-        return cap
-
-    def _discover_service_version(self, host):
-        """Ask host which SERVICE_VERSION it runs. compute-alt is asked
-        first because it still answers while the host drains; a host too
-        old to have that queue makes the broker refuse at once."""
-        def ask(topic):
-            return self._client(host, topic, '1.0', DISCOVERY_TIMEOUT).call(
-                new_context(), 'get_service_status')['service_version']
-        try:
-            return ask(ALT_TOPIC)
-        except (oslo_messaging.MessageUndeliverable,
-                oslo_messaging.MessagingTimeout):
-            return ask(TOPIC)
-
-    def _client(self, host, topic, version, timeout=None):
-        # No exchange here: the transport's, i.e. [DEFAULT] control_exchange,
-        # which is what the agent listens on.
-        target = oslo_messaging.Target(topic=topic, server=host,
-                                       version=version)
-        return oslo_messaging.get_rpc_client(
-            self._transport, target, timeout=timeout, retry=self._retry,
-            transport_options=oslo_messaging.TransportOptions(
-                at_least_once=True))
-
-    @staticmethod
-    def _check_cap(version, cap):
-        if _versions(version) > _versions(cap):
-            raise oslo_messaging.RPCVersionCapError(version=version,
-                                                    version_cap=cap)
-
-    def _prepare(self, host, version, timeout=None):
-        self._check_cap(version, self.version_cap(host))
-        return self._client(host, TOPIC, version, timeout)
+        return self._clients.version_cap(host)
 
     def prepare_for_alt_rpcserver(self, host, version, timeout=None):
         """A client for work that continues something already started:
-        topic compute-alt, or compute when the peer predates it.
-
-        :param version: the version that introduced the method's current
-            arguments; a peer capped below it cannot take the call at all.
-        """
-        cap = self.version_cap(host)
-        self._check_cap(version, cap)
-        if _versions(cap) >= _versions(ALT_TOPIC_MIN_VERSION):
-            return self._client(host, ALT_TOPIC, version, timeout)
-        LOG.info('Host %s speaks compute RPC %s, older than %s: sending to '
-                 'topic %s instead of %s', host, cap, ALT_TOPIC_MIN_VERSION,
-                 TOPIC, ALT_TOPIC)
-        return self._client(host, TOPIC, version, timeout)
-
-    @staticmethod
-    def _power_timeout(shutdown_timeout):
-        base = DEFAULT_POWER_TIMEOUT if shutdown_timeout is None \
-            else shutdown_timeout
-        return base + POWER_CALL_MARGIN
-
-    def _prepare_power(self, host, version, shutdown_timeout, timeout):
-        """A client for a call that may wait out a clean power-off: its
-        reply timeout covers the guest's shutdown timeout."""
-        return self._prepare(
-            host, version, timeout or self._power_timeout(shutdown_timeout))
+        topic compute-alt, or compute when the peer predates it."""
+        return self._clients.prepare_for_alt_rpcserver(host, version,
+                                                       timeout)
 
     # -- methods --------------------------------------------------------
 
@@ -217,14 +126,14 @@ class ComputeAPI:
         if alt:
             client = self.prepare_for_alt_rpcserver(host, '1.0', timeout)
         else:
-            client = self._prepare(host, '1.0', timeout)
+            client = self._clients.prepare(host, '1.0', timeout)
         return client.call(ctxt, 'get_service_status')
 
     def list_instances(self, ctxt, host):
-        return self._prepare(host, '1.0').call(ctxt, 'list_instances')
+        return self._clients.prepare(host, '1.0').call(ctxt, 'list_instances')
 
     def get_instance(self, ctxt, host, instance_uuid, timeout=None):
-        return self._prepare(host, '1.0', timeout).call(
+        return self._clients.prepare(host, '1.0', timeout).call(
             ctxt, 'get_instance', instance_uuid=instance_uuid)
 
     def build_and_run_instance(self, ctxt, host, instance, timeout=None,
@@ -234,22 +143,23 @@ class ComputeAPI:
             the reply timeout must cover; None when the caller cannot say.
         """
         if not instance.get('wait_for_events'):
-            return self._prepare(host, '1.0', timeout).call(
+            return self._clients.prepare(host, '1.0', timeout).call(
                 ctxt, 'build_and_run_instance', instance=instance)
         # Events need 1.4; an older agent would refuse the unknown field.
         wait = DEFAULT_EVENT_TIMEOUT if event_timeout is None \
             else event_timeout
-        return self._prepare(host, '1.4', timeout or
-                             wait + POWER_CALL_MARGIN).call(
-            ctxt, 'build_and_run_instance', instance=instance)
+        client = self._clients.prepare(
+            host, '1.4', timeout or wait + rpcapi_versions.POWER_CALL_MARGIN)
+        return client.call(ctxt, 'build_and_run_instance', instance=instance)
 
     def start_instance(self, ctxt, host, instance_uuid):
-        return self._prepare(host, '1.0').call(
+        return self._clients.prepare(host, '1.0').call(
             ctxt, 'start_instance', instance_uuid=instance_uuid)
 
     def stop_instance(self, ctxt, host, instance_uuid, clean_shutdown=True,
                       shutdown_timeout=None, timeout=None):
-        client = self._prepare_power(host, '1.0', shutdown_timeout, timeout)
+        client = self._clients.prepare_power(
+            host, '1.0', shutdown_timeout, timeout)
         return client.call(ctxt, 'stop_instance',
                            instance_uuid=instance_uuid,
                            clean_shutdown=clean_shutdown,
@@ -257,7 +167,7 @@ class ComputeAPI:
 
     def reboot_instance(self, ctxt, host, instance_uuid, reboot_type='SOFT',
                         timeout=None):
-        client = self._prepare_power(host, '1.0', None, timeout)
+        client = self._clients.prepare_power(host, '1.0', None, timeout)
         return client.call(ctxt, 'reboot_instance',
                            instance_uuid=instance_uuid,
                            reboot_type=reboot_type)
@@ -265,7 +175,8 @@ class ComputeAPI:
     def terminate_instance(self, ctxt, host, instance_uuid,
                            clean_shutdown=True, shutdown_timeout=None,
                            timeout=None):
-        client = self._prepare_power(host, '1.0', shutdown_timeout, timeout)
+        client = self._clients.prepare_power(
+            host, '1.0', shutdown_timeout, timeout)
         return client.call(ctxt, 'terminate_instance',
                            instance_uuid=instance_uuid,
                            clean_shutdown=clean_shutdown,
@@ -278,7 +189,8 @@ class ComputeAPI:
             dict shaped like build_and_run_instance's, or the id of a
             snapshot in the agent's local image store.
         """
-        client = self._prepare_power(host, '1.2', shutdown_timeout, timeout)
+        client = self._clients.prepare_power(
+            host, '1.2', shutdown_timeout, timeout)
         return client.call(ctxt, 'rescue_instance',
                            instance_uuid=instance_uuid,
                            rescue_image=rescue_image,
@@ -286,12 +198,13 @@ class ComputeAPI:
                            shutdown_timeout=shutdown_timeout)
 
     def unrescue_instance(self, ctxt, host, instance_uuid, timeout=None):
-        return self._prepare(host, '1.2', timeout).call(
+        return self._clients.prepare(host, '1.2', timeout).call(
             ctxt, 'unrescue_instance', instance_uuid=instance_uuid)
 
     def shelve_instance(self, ctxt, host, instance_uuid, clean_shutdown=True,
                         shutdown_timeout=None, timeout=None):
-        client = self._prepare_power(host, '1.2', shutdown_timeout, timeout)
+        client = self._clients.prepare_power(
+            host, '1.2', shutdown_timeout, timeout)
         return client.call(ctxt, 'shelve_instance',
                            instance_uuid=instance_uuid,
                            clean_shutdown=clean_shutdown,
@@ -300,14 +213,15 @@ class ComputeAPI:
     def shelve_offload_instance(self, ctxt, host, instance_uuid,
                                 clean_shutdown=True, shutdown_timeout=None,
                                 timeout=None):
-        client = self._prepare_power(host, '1.2', shutdown_timeout, timeout)
+        client = self._clients.prepare_power(
+            host, '1.2', shutdown_timeout, timeout)
         return client.call(ctxt, 'shelve_offload_instance',
                            instance_uuid=instance_uuid,
                            clean_shutdown=clean_shutdown,
                            shutdown_timeout=shutdown_timeout)
 
     def unshelve_instance(self, ctxt, host, instance_uuid, timeout=None):
-        return self._prepare(host, '1.2', timeout).call(
+        return self._clients.prepare(host, '1.2', timeout).call(
             ctxt, 'unshelve_instance', instance_uuid=instance_uuid)
 
     def get_console_output(self, ctxt, host, instance_uuid, max_bytes=None,
@@ -319,7 +233,7 @@ class ComputeAPI:
             max_bytes=max_bytes)
 
     def get_instance_actions(self, ctxt, host, instance_uuid):
-        return self._prepare(host, '1.2').call(
+        return self._clients.prepare(host, '1.2').call(
             ctxt, 'get_instance_actions', instance_uuid=instance_uuid)
 
     # -- migrations (1.4) ---------------------------------------------------
@@ -330,24 +244,28 @@ class ComputeAPI:
         """Ask the source host to move a running instance to dest_host.
         Returns the migration record at once; follow it with
         get_migration."""
-        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+        client = self._clients.prepare(host, '1.4',
+                                       timeout or PEER_STEP_TIMEOUT)
+        return client.call(
             ctxt, 'live_migrate_instance', instance_uuid=instance_uuid,
             dest_host=dest_host, block_migration=block_migration,
             wait_for_events=wait_for_events)
 
     def check_can_live_migrate_destination(self, ctxt, host, instance,
                                            block_migration, timeout=None):
-        return self._prepare(host, '1.4', timeout or PEER_CHECK_TIMEOUT).call(
+        client = self._clients.prepare(host, '1.4',
+                                       timeout or PEER_CHECK_TIMEOUT)
+        return client.call(
             ctxt, 'check_can_live_migrate_destination', instance=instance,
             block_migration=block_migration)
 
     def live_migration_abort(self, ctxt, host, migration_id, timeout=None):
-        return self._prepare(host, '1.4', timeout).call(
+        return self._clients.prepare(host, '1.4', timeout).call(
             ctxt, 'live_migration_abort', migration_id=migration_id)
 
     def live_migration_force_complete(self, ctxt, host, migration_id,
                                       timeout=None):
-        return self._prepare(host, '1.4', timeout).call(
+        return self._clients.prepare(host, '1.4', timeout).call(
             ctxt, 'live_migration_force_complete', migration_id=migration_id)
 
     def pre_live_migration(self, ctxt, host, instance, migration,
@@ -383,7 +301,9 @@ class ComputeAPI:
         """Ask the destination host to take instance_uuid from source_host,
         with new_flavor (None: a cold migration keeping the flavor).
         Returns the migration record at once."""
-        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+        client = self._clients.prepare(host, '1.4',
+                                       timeout or PEER_STEP_TIMEOUT)
+        return client.call(
             ctxt, 'prep_resize', instance_uuid=instance_uuid,
             new_flavor=new_flavor, source_host=source_host,
             clean_shutdown=clean_shutdown, shutdown_timeout=shutdown_timeout)
@@ -407,7 +327,7 @@ class ComputeAPI:
         version = '1.4'
         if migration_target is not None:
             cap = self.version_cap(host)
-            if _versions(cap) >= (1, 5):
+            if rpcapi_versions.version_at_least(cap, '1.5'):
                 version = '1.5'
                 arguments['migration_target'] = migration_target
             else:
@@ -415,8 +335,9 @@ class ComputeAPI:
                          'it is not told where to stream the disk and can '
                          'only copy it through a mounted path', host, cap)
         client = self.prepare_for_alt_rpcserver(
-            host, version, timeout or (self._power_timeout(shutdown_timeout)
-                                       + DISK_COPY_TIMEOUT))
+            host, version,
+            timeout or (rpcapi_versions.power_timeout(shutdown_timeout) +
+                        DISK_COPY_TIMEOUT))
         return client.call(ctxt, 'resize_instance', **arguments)
 
     def finish_resize(self, ctxt, host, migration, instance, has_disk,
@@ -428,7 +349,9 @@ class ComputeAPI:
                            power_on=power_on)
 
     def confirm_resize(self, ctxt, host, migration_id, timeout=None):
-        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+        client = self._clients.prepare(host, '1.4',
+                                       timeout or PEER_STEP_TIMEOUT)
+        return client.call(
             ctxt, 'confirm_resize', migration_id=migration_id)
 
     def finish_confirm_resize(self, ctxt, host, migration_id, timeout=None):
@@ -438,7 +361,9 @@ class ComputeAPI:
                            migration_id=migration_id)
 
     def revert_resize(self, ctxt, host, migration_id, timeout=None):
-        return self._prepare(host, '1.4', timeout or PEER_STEP_TIMEOUT).call(
+        client = self._clients.prepare(host, '1.4',
+                                       timeout or PEER_STEP_TIMEOUT)
+        return client.call(
             ctxt, 'revert_resize', migration_id=migration_id)
 
     def finish_revert_resize(self, ctxt, host, migration_id, timeout=None):

@@ -3,7 +3,8 @@ added later is fuzzed (or the suite says it lacks a model) without
 anyone remembering to list it here.
 
 Two sources, which a test compares: the names the client sends
-(``.call(ctxt, '<method>', ...)`` in compute_agent/rpcapi.py) and the
+(``.call(ctxt, '<method>', ...)`` in compute_agent/rpcapi.py and, for
+version discovery, rpcapi_versions.py) and the
 manager's methods marked ``@remotable``, whose signatures say which
 arguments are required.
 """
@@ -14,6 +15,7 @@ import inspect
 
 from compute_agent import manager
 from compute_agent import rpcapi
+from compute_agent import rpcapi_versions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +32,8 @@ def _parse(module):
 def client_methods():
     """The method names compute_agent.rpcapi sends."""
     names = set()
-    for node in ast.walk(_parse(rpcapi)):
+    for node in (node for module in (rpcapi, rpcapi_versions)
+                 for node in ast.walk(_parse(module))):
         if isinstance(node, ast.Call) and \
                 isinstance(node.func, ast.Attribute) and \
                 node.func.attr in ('call', 'cast') and len(node.args) >= 2 \

@@ -19,6 +19,7 @@ from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 from compute_agent import exception
 from compute_agent import rpc
 from compute_agent import rpcapi
+from compute_agent import rpcapi_versions
 from compute_agent import tracker
 from tests.unit import test_manager
 
@@ -27,11 +28,12 @@ CALL_TIMEOUT = 30
 
 
 def methods_rpcapi_sends():
-    """Every method name compute_agent/rpcapi.py passes to call() or
-    cast(), read from its source: the client side of the wire."""
-    tree = ast.parse(inspect.getsource(rpcapi))
+    """Every method name compute_agent/rpcapi.py (and the version
+    discovery in rpcapi_versions.py) passes to call() or cast(), read
+    from their source: the client side of the wire."""
     names = set()
-    for node in ast.walk(tree):
+    for node in (node for module in (rpcapi, rpcapi_versions)
+                 for node in ast.walk(ast.parse(inspect.getsource(module)))):
         if (isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr in ('call', 'cast')

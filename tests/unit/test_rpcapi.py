@@ -9,12 +9,14 @@ import oslo_messaging
 from compute_agent import endpoints
 from compute_agent import manager
 from compute_agent import rpcapi
+from compute_agent import rpcapi_versions
 from tests.unit import base
 
 HOST = 'hv-1'
 UUID = '6f1a5a3e-58f5-4c5e-9b89-0c6f1d2b7a10'
 CTXT = {'request_id': 'req-test'}
-_CLIENT_SIGNATURE = inspect.signature(rpcapi.ComputeAPI._client)
+_CLIENT_SIGNATURE = inspect.signature(
+    rpcapi_versions.VersionedClients._client)
 
 
 def _endpoint_method(name):
@@ -66,16 +68,18 @@ class TestVersionsInStep(base.TestCase):
 
 
 class _APITestCase(base.TestCase):
-    """ComputeAPI with _client mocked: records (host, topic, version,
-    timeout) of every client made; no transport or broker needed."""
+    """ComputeAPI with VersionedClients._client mocked: records (host,
+    topic, version, timeout) of every client made; no transport or broker
+    needed."""
 
     def setUp(self):
         super().setUp()
         self.clock = FakeClock()
         self.client = mock.Mock(name='rpc_client')
         self.client.call.return_value = {'service_version': 2}
-        patcher = mock.patch.object(rpcapi.ComputeAPI, '_client',
-                                    autospec=True, return_value=self.client)
+        patcher = mock.patch.object(rpcapi_versions.VersionedClients,
+                                    '_client', autospec=True,
+                                    return_value=self.client)
         self.make_client = patcher.start()
         self.addCleanup(patcher.stop)
 
@@ -101,9 +105,11 @@ class _APITestCase(base.TestCase):
 
 class TestClientTarget(base.TestCase):
     def test_client_targets_exchange_topic_server_and_version(self):
-        api = rpcapi.ComputeAPI(mock.sentinel.transport)
+        api = rpcapi_versions.VersionedClients(
+            mock.sentinel.transport, rpcapi.VERSION,
+            rpcapi.SERVICE_VERSION_TO_RPC)
         with mock.patch.object(oslo_messaging, 'get_rpc_client') as get:
-            api._client(HOST, rpcapi.ALT_TOPIC, '1.1', timeout=42)
+            api._client(HOST, rpcapi_versions.ALT_TOPIC, '1.1', timeout=42)
         get.assert_called_once_with(mock.sentinel.transport, mock.ANY,
                                     timeout=42, retry=None,
                                     transport_options=mock.ANY)
@@ -133,7 +139,7 @@ class TestAltRouting(_APITestCase):
                          self.clients_made())
 
     def test_pinned_to_1_0_falls_back_to_compute_and_logs(self):
-        with self.assertLogs(rpcapi.__name__, logging.INFO) as logs:
+        with self.assertLogs(rpcapi_versions.__name__, logging.INFO) as logs:
             self.api('1.0').prepare_for_alt_rpcserver(HOST, '1.0')
         self.assertEqual([(HOST, 'compute', '1.0', None)],
                          self.clients_made())
@@ -143,7 +149,7 @@ class TestAltRouting(_APITestCase):
         self.assertIn('1.0', line)
 
     def test_unpinned_does_not_log_a_fallback(self):
-        with self.assertNoLogs(rpcapi.__name__, logging.DEBUG):
+        with self.assertNoLogs(rpcapi_versions.__name__, logging.DEBUG):
             self.api().prepare_for_alt_rpcserver(HOST, '1.1')
 
     def test_pinned_below_the_method_raises_instead_of_downgrading(self):
@@ -181,12 +187,12 @@ class TestAutoPin(_APITestCase):
     def test_auto_asks_the_host_once_and_caches(self):
         self.client.call.return_value = {'service_version': 1}
         api = self.api('auto')
-        with self.assertLogs(rpcapi.__name__, logging.INFO):
+        with self.assertLogs(rpcapi_versions.__name__, logging.INFO):
             api.prepare_for_alt_rpcserver(HOST, '1.0')
             api.prepare_for_alt_rpcserver(HOST, '1.0')
         self.assertEqual(1, len(self.status_probes()))
         self.assertEqual(
-            [(HOST, 'compute-alt', '1.0', rpcapi.DISCOVERY_TIMEOUT),
+            [(HOST, 'compute-alt', '1.0', rpcapi_versions.DISCOVERY_TIMEOUT),
              (HOST, 'compute', '1.0', None),
              (HOST, 'compute', '1.0', None)],
             self.clients_made())
@@ -244,7 +250,7 @@ class TestAutoPin(_APITestCase):
         self.client.call.side_effect = [{'service_version': 1},
                                         {'service_version': 2}]
         self.assertEqual('1.0', api.version_cap(HOST))
-        self.clock.now += rpcapi.AUTO_PIN_CACHE_SECONDS - 1
+        self.clock.now += rpcapi_versions.AUTO_PIN_CACHE_SECONDS - 1
         self.assertEqual('1.0', api.version_cap(HOST))
         self.assertEqual(1, len(self.status_probes()))
         self.clock.now += 1
@@ -259,9 +265,11 @@ class TestAutoPin(_APITestCase):
 
 class TestVersionCap(_APITestCase):
     def test_version_above_pin_raises(self):
-        api = self.api('1.0')
+        clients = rpcapi_versions.VersionedClients(
+            mock.sentinel.transport, rpcapi.VERSION,
+            rpcapi.SERVICE_VERSION_TO_RPC, version_pin='1.0')
         error = self.assertRaises(oslo_messaging.RPCVersionCapError,
-                                  api._prepare, HOST, '1.1')
+                                  clients.prepare, HOST, '1.1')
         self.assertEqual(('1.1', '1.0'), (error.version, error.version_cap))
         self.assertEqual([], self.clients_made())
 
@@ -277,21 +285,24 @@ class TestVersionCap(_APITestCase):
 
 
 class TestPowerCallTimeout(_APITestCase):
+    DEFAULT_CALL_TIMEOUT = (rpcapi_versions.DEFAULT_POWER_TIMEOUT +
+                            rpcapi_versions.POWER_CALL_MARGIN)
+
     def timeout_of_last_client(self):
         return self.clients_made()[-1][3]
 
     def test_stop_timeout_follows_shutdown_timeout(self):
         self.api().stop_instance(CTXT, HOST, UUID, shutdown_timeout=30)
-        self.assertEqual(30 + rpcapi.POWER_CALL_MARGIN,
+        self.assertEqual(30 + rpcapi_versions.POWER_CALL_MARGIN,
                          self.timeout_of_last_client())
 
     def test_terminate_timeout_follows_shutdown_timeout(self):
         self.api().terminate_instance(CTXT, HOST, UUID, shutdown_timeout=0)
-        self.assertEqual(rpcapi.POWER_CALL_MARGIN,
+        self.assertEqual(rpcapi_versions.POWER_CALL_MARGIN,
                          self.timeout_of_last_client())
 
     def test_default_when_shutdown_timeout_unset(self):
-        expected = rpcapi.DEFAULT_POWER_TIMEOUT + rpcapi.POWER_CALL_MARGIN
+        expected = self.DEFAULT_CALL_TIMEOUT
         api = self.api()
         api.stop_instance(CTXT, HOST, UUID)
         self.assertEqual(expected, self.timeout_of_last_client())
@@ -310,12 +321,11 @@ class TestPowerCallTimeout(_APITestCase):
         for method in ('rescue_instance', 'shelve_instance',
                        'shelve_offload_instance'):
             getattr(api, method)(CTXT, HOST, UUID, shutdown_timeout=45)
-            self.assertEqual(45 + rpcapi.POWER_CALL_MARGIN,
+            self.assertEqual(45 + rpcapi_versions.POWER_CALL_MARGIN,
                              self.timeout_of_last_client(), method)
             getattr(api, method)(CTXT, HOST, UUID)
-            self.assertEqual(
-                rpcapi.DEFAULT_POWER_TIMEOUT + rpcapi.POWER_CALL_MARGIN,
-                self.timeout_of_last_client(), method)
+            self.assertEqual(self.DEFAULT_CALL_TIMEOUT,
+                             self.timeout_of_last_client(), method)
             getattr(api, method)(CTXT, HOST, UUID, shutdown_timeout=45,
                                  timeout=7)
             self.assertEqual(7, self.timeout_of_last_client(), method)
@@ -556,7 +566,7 @@ class TestVersion14Methods(_APITestCase):
     def test_resize_instance_timeout_covers_power_off_and_copy(self):
         self.api().resize_instance(CTXT, HOST, self.MIGRATION, '/x', False,
                                    shutdown_timeout=100)
-        self.assertEqual(100 + rpcapi.POWER_CALL_MARGIN +
+        self.assertEqual(100 + rpcapi_versions.POWER_CALL_MARGIN +
                          rpcapi.DISK_COPY_TIMEOUT, self.clients_made()[-1][3])
 
 
@@ -618,7 +628,7 @@ class TestBuildWithEvents(_APITestCase):
         self.api().build_and_run_instance(CTXT, HOST, self.WAITING,
                                           event_timeout=100)
         self.assertEqual((HOST, 'compute', '1.4',
-                          100 + rpcapi.POWER_CALL_MARGIN),
+                          100 + rpcapi_versions.POWER_CALL_MARGIN),
                          self.clients_made()[-1])
 
     def test_build_waiting_for_events_refused_below_1_4(self):

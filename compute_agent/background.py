@@ -27,6 +27,14 @@ class Cancelled(Exception):
 
 
 class BackgroundWork:
+    """Work that outlives the request that queued it (live migrations,
+    cold migrations' steps), and the drain holds of incoming migrations.
+
+    Owns the per-kind concurrency slots, guarded by ``_slots_lock``; the
+    draining flag is an Event of its own. Everything it runs is reported
+    to the tracker, so the drain waits for it.
+    """
+
     def __init__(self):
         self._tracker = None
         self._draining = threading.Event()
@@ -111,6 +119,10 @@ class BackgroundWork:
 
 
 class Hold:
+    """One incoming migration's hold on the drain, released once: by
+    its end, or when it expires. ``_lock`` makes the release happen once.
+    """
+
     def __init__(self, work, token, expires_after):
         self._work = work
         self._token = token

@@ -31,6 +31,14 @@ class Operation:
 
 
 class InFlightTracker:
+    """The requests the RPC servers have taken and not yet answered, and
+    the background work that holds the drain.
+
+    Owns ``_operations`` (token -> Operation) and the token counter,
+    both guarded by the condition ``_changed``, which also wakes a drain
+    waiting for the set to empty.
+    """
+
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._changed = threading.Condition()

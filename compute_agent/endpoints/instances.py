@@ -82,7 +82,8 @@ class InstanceEndpoint:
     @remotable
     def get_migration(self, ctxt, migration_id):
         return self._migrations.with_live_progress(
-            self._migrations.known(migration_id))
+            self._migrations.known(
+                validation.migration_id(migration_id)))
 
     @remotable
     def list_migrations(self, ctxt, instance_uuid=None):

@@ -29,11 +29,13 @@ class LiveMigrationEndpoint:
 
     @remotable
     def live_migration_abort(self, ctxt, migration_id):
-        return self._source.abort(ctxt, migration_id)
+        return self._source.abort(
+            ctxt, validation.migration_id(migration_id))
 
     @remotable
     def live_migration_force_complete(self, ctxt, migration_id):
-        return self._source.force_complete(ctxt, migration_id)
+        return self._source.force_complete(
+            ctxt, validation.migration_id(migration_id))
 
     # -- destination ----------------------------------------------------------
 
@@ -105,11 +107,13 @@ class ResizeEndpoint:
 
     @remotable
     def finish_confirm_resize(self, ctxt, migration_id):
-        return self._destination.finish_confirm_resize(ctxt, migration_id)
+        return self._destination.finish_confirm_resize(
+            ctxt, validation.migration_id(migration_id))
 
     @remotable
     def revert_resize(self, ctxt, migration_id):
-        return self._destination.revert_resize(ctxt, migration_id)
+        return self._destination.revert_resize(
+            ctxt, validation.migration_id(migration_id))
 
     # -- source ---------------------------------------------------------------
 
@@ -135,8 +139,10 @@ class ResizeEndpoint:
 
     @remotable
     def confirm_resize(self, ctxt, migration_id):
-        return self._source.confirm_resize(ctxt, migration_id)
+        return self._source.confirm_resize(
+            ctxt, validation.migration_id(migration_id))
 
     @remotable
     def finish_revert_resize(self, ctxt, migration_id):
-        return self._source.finish_revert_resize(ctxt, migration_id)
+        return self._source.finish_revert_resize(
+            ctxt, validation.migration_id(migration_id))

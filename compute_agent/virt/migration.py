@@ -12,6 +12,13 @@ import time
 
 
 class MigrationControl:
+    """What the manager asks of one running migration (abort, a deadline,
+    forced completion) and the progress the driver reports back.
+
+    ``_lock`` guards the requests and the progress; ``_changed`` wakes a
+    driver waiting for a new request.
+    """
+
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()

@@ -428,6 +428,10 @@ class ConfirmAndRevertTest(HostileRequestTestCase):
         migration = self.a.live_migrate_instance(self.ctxt, instance['uuid'],
                                                  'host-b')
         self.wait_final(self.a, migration['id'])
+        # The record says completed before the source's background work
+        # has closed its action record: wait for that too.
+        wait_for(lambda: not self.tracked('host-a'), 10,
+                 'the live migration work ends')
         self.refuse_all(exception.InvalidInput, migration['id'])
 
     def test_a_migration_that_is_over(self):

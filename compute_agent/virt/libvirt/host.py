@@ -62,6 +62,14 @@ def _start_event_loop():
 
 
 class Host:
+    """One libvirt connection, its events and its reconnects.
+
+    Locks and what they guard: ``_connect_lock``, the connection and its
+    callback ids (replaced on a reconnect); ``_status_lock``, the reconnect
+    counters health() reports; ``_waiters_lock``, the power-off waiters
+    per guest uuid. The event queue is thread-safe by itself.
+    """
+
     def __init__(self, uri):
         self._uri = uri
         # The connection and its lifecycle callback id, replaced under

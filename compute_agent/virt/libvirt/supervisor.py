@@ -45,7 +45,11 @@ def describe(error):
 
 
 class SupervisedLoop:
-    """Runs step() on a daemon thread named name, again and again."""
+    """Runs step() on a daemon thread named name, again and again.
+
+    ``_lock`` guards the restart count, the last error and whether the
+    loop is pausing after one, which health() reads from other threads.
+    """
 
     def __init__(self, name, step, backoff=None, sleep=time.sleep):
         self._name = name

@@ -16,6 +16,9 @@ PACKAGES=(
     # real QEMU guests under a private libvirtd (tests/realguest)
     libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
     qemu-system-x86 qemu-utils busybox-static cpio
+    # the libraries qemu-ga links, which tools/guest/build-guest-image.sh
+    # copies into the guest-agent guest with qemu-ga (apt-get download)
+    libglib2.0-0 libnuma1 liburing2 libudev1 libpcre2-8-0
     # systemd-analyze, which lints the shipped unit (tox -e systemd-verify);
     # the package does not make systemd PID 1
     systemd

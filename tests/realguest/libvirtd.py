@@ -10,8 +10,9 @@ namespace, which is also how cleanup finds them.
 
 Its guests run under TCG (domain type 'qemu'): KVM is not usable on the
 machines this was written for. ``guest_images()`` provides a kernel,
-initramfs images that do and do not honour the ACPI power button, and a
-small qcow2 base image, built from Debian packages by
+initramfs images that do and do not honour the ACPI power button, one
+that runs the QEMU guest agent (and ignores the button), and a small
+qcow2 base image, built from Debian packages by
 tools/guest/build-guest-image.sh.
 
 Run as a script, this module is the small process that libvirtd runs
@@ -49,6 +50,9 @@ GUEST_CMDLINE = 'console=ttyS0 panic=-1 quiet'
 GUEST_READY_LINE = 'COMPUTE-AGENT-GUEST READY'
 # What they print instead when their setup failed, followed by the reason.
 GUEST_FAILED_LINE = 'COMPUTE-AGENT-GUEST FAILED'
+# What the guest-agent guest prints when its agent powers it off (from the
+# /sbin/shutdown that qemu-ga runs): only that path prints it.
+GUEST_AGENT_POWER_OFF_LINE = 'COMPUTE-AGENT-GUEST POWER-OFF BY GUEST AGENT'
 
 # libvirtd accepts connections ~0.2 s after it starts, but probes QEMU's
 # capabilities (~8 s under TCG) on first use and caches the result under
@@ -151,17 +155,21 @@ def _built_images():
 
 
 def guest_images():
-    """Paths of the guest kernel, the two initramfs images and the disk.
+    """Paths of the guest kernel, the three initramfs images and the disk.
 
     Keys: 'kernel', 'initramfs_acpi' (powers off on the ACPI power
-    button), 'initramfs_noacpi' (ignores it) and 'disk' (a qcow2 base
-    image; overlay it rather than writing to it).
+    button), 'initramfs_noacpi' (ignores it), 'initramfs_guest_agent'
+    (ignores it too, runs qemu-ga on the org.qemu.guest_agent.0 channel
+    and prints GUEST_AGENT_POWER_OFF_LINE when the agent powers it off;
+    READY once qemu-ga holds the channel) and 'disk' (a qcow2 base image;
+    overlay it rather than writing to it).
     """
     by_name = {os.path.basename(path): path for path in _built_images()}
     return {
         'kernel': by_name['vmlinuz'],
         'initramfs_acpi': by_name['initramfs-acpi.img'],
         'initramfs_noacpi': by_name['initramfs-noacpi.img'],
+        'initramfs_guest_agent': by_name['initramfs-agent.img'],
         'disk': by_name['disk.qcow2'],
     }
 

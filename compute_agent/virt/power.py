@@ -18,10 +18,13 @@ and the events come back with the reconnect. The result says whether the
 wait was ended by the lifecycle event or by the poll.
 """
 
+import logging
 import threading
 import time
 
 from compute_agent.virt import driver
+
+LOG = logging.getLogger(__name__)
 
 # How often the guest's state is polled while waiting for its lifecycle
 # event, in case the event is lost (e.g. the event connection dropped).
@@ -48,6 +51,9 @@ class Guest:
     """What the algorithm needs from a guest; a driver adapts its own
     guest to it (virt/libvirt/domain_guest.py)."""
 
+    # What log lines call the guest (its instance's uuid).
+    name = None
+
     def is_off(self):
         """Raises GuestUnreachable (as the others do) when the hypervisor
         cannot be asked."""
@@ -56,7 +62,8 @@ class Guest:
     def request_shutdown(self, method):
         """Ask the guest to power off by method (ACPI or GUEST_AGENT).
         Returns False when the guest turned out to be off already; raises
-        GuestAgentUnavailable when the agent cannot take the request."""
+        GuestAgentUnavailable, saying why, when the agent cannot take the
+        request."""
         raise NotImplementedError
 
     def destroy(self):
@@ -205,6 +212,13 @@ def _request_shutdown(guest, use_guest_agent):
         try:
             return GUEST_AGENT if guest.request_shutdown(GUEST_AGENT) \
                 else None
-        except GuestAgentUnavailable:
-            pass
+        except GuestAgentUnavailable as error:
+            reason = str(error)
+        # The status's method shows the ACPI request too, but only this
+        # line says why the agent was passed over (e.g. not connected yet:
+        # the guest is still booting). Logged outside the except block,
+        # where oslo.log would append the exception again.
+        LOG.warning('Instance %s: the guest agent did not take the '
+                    'shutdown request (%s); asking through the ACPI power '
+                    'button instead', guest.name, reason)
     return ACPI if guest.request_shutdown(ACPI) else None

@@ -1,6 +1,9 @@
 """The clean-then-forced power-off algorithm, on a simulated clock."""
 
+import logging
 import math
+
+import fixtures
 
 from compute_agent.virt import power
 from tests.unit import base
@@ -17,6 +20,8 @@ class FakeClock:
 class FakeGuest(power.Guest):
     """A guest that powers off `acpi_delay` seconds after the first
     shutdown request (never, when None); or at `off_at` on its own."""
+
+    name = 'guest-1'
 
     def __init__(self, clock, acpi_delay=None, off_at=None,
                  shutdown_error=None, agent=None, unreachable=None):
@@ -251,6 +256,26 @@ class PowerOffTest(base.TestCase):
         result = self._power_off(guest, use_guest_agent=True)
         self.assertEqual(('clean', 'acpi'), (result.result, result.method))
         self.assertEqual([power.GUEST_AGENT, power.ACPI], guest.methods)
+
+    def test_fallback_from_the_guest_agent_is_logged_with_its_reason(self):
+        log = self.useFixture(fixtures.FakeLogger(
+            name=power.__name__, format='%(levelname)s %(message)s'))
+        guest = FakeGuest(self.clock, agent=None)
+        self._power_off(guest, timeout=15, retry=10, use_guest_agent=True)
+        # One line for each request that fell back (the first one and the
+        # re-sent one), then ACPI was ignored until the destroy.
+        self.assertEqual(
+            ['WARNING Instance guest-1: the guest agent did not take the '
+             'shutdown request (no agent channel); asking through the ACPI '
+             'power button instead'] * 2,
+            log.output.splitlines())
+
+    def test_guest_agent_that_takes_the_request_logs_nothing(self):
+        log = self.useFixture(fixtures.FakeLogger(
+            name=power.__name__, level=logging.DEBUG))
+        self._power_off(FakeGuest(self.clock, agent='obeys'),
+                        use_guest_agent=True)
+        self.assertEqual('', log.output)
 
     def test_guest_agent_request_ignored_falls_back_to_destroy(self):
         guest = FakeGuest(self.clock, agent='ignores')

@@ -17,11 +17,13 @@ class DomainGuest(power.Guest):
     (on the host's new connection); while there is none, the guest is
     unreachable (power.GuestUnreachable).
 
+    :param name: the instance's uuid, for log lines.
     :param shutdown_methods: whether a shutdown request can name its
         method (hypervisor.py); libvirt's test driver takes none.
     """
 
-    def __init__(self, domain, shutdown_methods, find_domain=None):
+    def __init__(self, name, domain, shutdown_methods, find_domain=None):
+        self.name = name
         self._domain = domain
         self._shutdown_methods = shutdown_methods
         self._find_domain = find_domain
@@ -65,9 +67,11 @@ class DomainGuest(power.Guest):
                     lambda domain: domain.shutdownFlags(
                         libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)))
             except libvirt.libvirtError as error:
-                if error.get_error_code() in _AGENT_UNAVAILABLE_ERRORS:
+                code = error.get_error_code()
+                if code in _AGENT_UNAVAILABLE_ERRORS:
                     raise power.GuestAgentUnavailable(
-                        error.get_error_message())
+                        f'libvirt error {code}: '
+                        f'{error.get_error_message()}') from error
                 raise
         return unless_already_off(lambda: self._call(
             lambda domain: domain.shutdownFlags(

@@ -133,7 +133,8 @@ class LibvirtDriver(driver.ComputeDriver):
                 requested='clean' if clean else 'forced', result='clean',
                 method='already-off', seconds=0.0, timeout=timeout)
         guest = domain_guest.DomainGuest(
-            domain, self._hypervisor.shutdown_methods, find_domain=lambda: (
+            instance_uuid, domain, self._hypervisor.shutdown_methods,
+            find_domain=lambda: (
                 self._host.connection.lookupByUUIDString(instance_uuid)))
         self._host.watch_power_off(instance_uuid, control)
         try:

@@ -53,6 +53,10 @@ GUEST_FAILED_LINE = 'COMPUTE-AGENT-GUEST FAILED'
 # What the guest-agent guest prints when its agent powers it off (from the
 # /sbin/shutdown that qemu-ga runs): only that path prints it.
 GUEST_AGENT_POWER_OFF_LINE = 'COMPUTE-AGENT-GUEST POWER-OFF BY GUEST AGENT'
+# What the ACPI guest prints at each power button press, followed by
+# "<n> OF <needed>": it powers off at the first press, or at the Nth when
+# booted with GUEST_CMDLINE + ' acpi_presses=N'.
+GUEST_ACPI_PRESS_LINE = 'COMPUTE-AGENT-GUEST ACPI POWER BUTTON PRESS'
 
 # libvirtd accepts connections ~0.2 s after it starts, but probes QEMU's
 # capabilities (~8 s under TCG) on first use and caches the result under
@@ -158,11 +162,12 @@ def guest_images():
     """Paths of the guest kernel, the three initramfs images and the disk.
 
     Keys: 'kernel', 'initramfs_acpi' (powers off on the ACPI power
-    button), 'initramfs_noacpi' (ignores it), 'initramfs_guest_agent'
-    (ignores it too, runs qemu-ga on the org.qemu.guest_agent.0 channel
-    and prints GUEST_AGENT_POWER_OFF_LINE when the agent powers it off;
-    READY once qemu-ga holds the channel) and 'disk' (a qcow2 base image;
-    overlay it rather than writing to it).
+    button, see GUEST_ACPI_PRESS_LINE), 'initramfs_noacpi' (ignores it),
+    'initramfs_guest_agent' (ignores it too, runs qemu-ga on the
+    org.qemu.guest_agent.0 channel and prints GUEST_AGENT_POWER_OFF_LINE
+    when the agent powers it off; READY once qemu-ga holds the channel)
+    and 'disk' (a qcow2 base image; overlay it rather than writing to
+    it).
     """
     by_name = {os.path.basename(path): path for path in _built_images()}
     return {

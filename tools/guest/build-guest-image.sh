@@ -12,7 +12,9 @@
 #
 #   vmlinuz               the kernel, booted directly by QEMU
 #   initramfs-acpi.img    cooperative guest: powers off on the ACPI
-#                         power button
+#                         power button; each press logs "COMPUTE-AGENT-
+#                         GUEST ACPI POWER BUTTON PRESS <n> OF <needed>" to
+#                         the console (see write_acpi_handler)
 #   initramfs-noacpi.img  ignoring guest: never reacts to ACPI
 #   initramfs-agent.img   guest-agent guest: runs qemu-ga on the
 #                         org.qemu.guest_agent.0 channel and ignores
@@ -219,6 +221,34 @@ copy_module() {
     esac
 }
 
+# acpid runs this on each press of the power button.  The guest powers
+# off at the first press, or at the Nth with acpi_presses=N on the kernel
+# command line: a test then decides when a guest that has taken a press
+# goes off (by pressing again), e.g. only after libvirtd has restarted and
+# re-attached to it.  Each press is logged through /dev/kmsg at KERN_CRIT
+# (printed despite quiet, and before the power-off).
+write_acpi_handler() {
+    cat >"$1" <<'EOF'
+#!/bin/sh
+needed=1
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+    acpi_presses=*) needed=${word#acpi_presses=} ;;
+    esac
+done
+# Handlers run one per press; presses are far apart, no lock is needed.
+count=$(($(cat /run/acpi-presses 2>/dev/null || echo 0) + 1))
+mkdir -p /run
+echo "$count" >/run/acpi-presses
+echo "<2>COMPUTE-AGENT-GUEST ACPI POWER BUTTON PRESS $count OF $needed" \
+    >/dev/kmsg
+if [ "$count" -ge "$needed" ]; then
+    exec poweroff -f
+fi
+EOF
+    chmod 755 "$1"
+}
+
 # qemu-ga's guest-shutdown runs /sbin/shutdown -h -P +0 "...": this one
 # ignores its arguments and says on the console which path powered the
 # guest off.  Through /dev/kmsg at KERN_CRIT the line is printed (despite
@@ -292,8 +322,7 @@ build() {
             copy_module "$tree" evdev "$root/lib/modules"
             copy_module "$tree" button "$root/lib/modules"
             mkdir -p "$root/etc/acpi/PWRF"
-            printf '#!/bin/sh\npoweroff -f\n' >"$root/etc/acpi/PWRF/00000080"
-            chmod 755 "$root/etc/acpi/PWRF/00000080"
+            write_acpi_handler "$root/etc/acpi/PWRF/00000080"
         fi
         if [ "$variant" = agent ]; then
             for module in "${AGENT_MODULES[@]}"; do

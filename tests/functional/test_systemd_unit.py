@@ -182,7 +182,9 @@ class SystemdUnitTest(testtools.TestCase):
         # Result=timeout would say TimeoutStopSec= ran out first.
         stopped = self.host.wait_for_state(
             AGENT, self.unit.stop_timeout, ActiveState='inactive')
-        stopped.update(self.host.show(AGENT, 'Result', 'ExecMainStatus'))
+        stopped.update(self.host.show(AGENT, 'Result', 'ExecMainStatus',
+                                      'StatusText'))
+        self.addDetail('stopped', content.json_content(stopped))
         self.assertEqual(('success', '0'),
                          (stopped['Result'], stopped['ExecMainStatus']),
                          stopped)

@@ -20,8 +20,10 @@ from tests.unit import base
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Fixtures whose poll loops sleep between checks, each up to a deadline.
 SLEEP_ALLOWED = {
+    'fixtures/cgroups.py',
     'fixtures/polling.py',
     'fixtures/rabbitmq.py',
+    'fixtures/systemd.py',
     'realguest/libvirtd.py',
 }
 REAL_CLOCKS = {'monotonic', 'time', 'perf_counter', 'monotonic_ns',

@@ -182,12 +182,14 @@ class SystemdUnitTest(testtools.TestCase):
         # Result=timeout would say TimeoutStopSec= ran out first.
         stopped = self.host.wait_for_state(
             AGENT, self.unit.stop_timeout, ActiveState='inactive')
-        stopped.update(self.host.show(AGENT, 'Result', 'ExecMainStatus',
-                                      'StatusText'))
+        stopped.update(self.host.show(AGENT, 'Result', 'ExecMainCode',
+                                      'ExecMainStatus', 'StatusText'))
         self.addDetail('stopped', content.json_content(stopped))
-        self.assertEqual(('success', '0'),
-                         (stopped['Result'], stopped['ExecMainStatus']),
-                         stopped)
+        # ExecMainCode=1 (exited): the agent's own exit, not the zeros of
+        # a unit systemd unloaded and loaded afresh.
+        self.assertEqual(('success', '1', '0'),
+                         (stopped['Result'], stopped['ExecMainCode'],
+                          stopped['ExecMainStatus']), stopped)
         self.assertRegex(self._output(), r'Drained in [\d.]+ s; exiting')
 
     def test_sigkill_is_restarted_and_the_build_settled(self):

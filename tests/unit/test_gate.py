@@ -75,15 +75,16 @@ class TestReport(base.TestCase):
         path = os.path.join(directory, 'not', 'there', 'gate.json')
         summary = report.summarize(
             [_run('a', False, [0.5], 'slow\ntraceback')], ['a'])
-        report.write_json(path, summary, 3, 1234, 61.26)
+        report.write_json(path, summary, 3, 1234, 61.26, 'systemd 252')
         with open(path) as written:
             text = written.read()
         self.assertTrue(text.endswith('\n'))
         data = json.loads(text)
-        self.assertEqual({'scenarios', 'repeat', 'seed', 'seconds'},
-                         set(data))
-        self.assertEqual((3, 1234, 61.3),
-                         (data['repeat'], data['seed'], data['seconds']))
+        self.assertEqual({'scenarios', 'repeat', 'seed', 'seconds',
+                          'supervisor'}, set(data))
+        self.assertEqual((3, 1234, 61.3, 'systemd 252'),
+                         (data['repeat'], data['seed'], data['seconds'],
+                          data['supervisor']))
         self.assertEqual([{'name': 'a', 'runs': 1, 'passed': 0,
                            'drain_lag_median': 0.5, 'drain_lag_max': 0.5,
                            'failures': ['slow']}], data['scenarios'])

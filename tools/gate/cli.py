@@ -110,6 +110,25 @@ def run_plan(deployment, plan, rng):
     return results
 
 
+def _run_deployed(deployment, plan, rng, started):
+    """Bring the deployment up, run the plan, take it down; (results,
+    the hosts' systemd version), or (None, None) if it did not come up."""
+    try:
+        deployment.setUp()
+    except fixtures.MultipleExceptions as errors:
+        # The first is what went wrong; cleanup has run.
+        say('the deployment did not come up:')
+        traceback.print_exception(errors.args[0][1])
+        return None, None
+    try:
+        supervisor = deployment.supervisor()
+        say(f'deployment up in {time.monotonic() - started:.1f} s, agents '
+            f'under {supervisor}')
+        return run_plan(deployment, plan, rng), supervisor
+    finally:
+        deployment.cleanUp()
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     chosen = args.scenario or [s.name for s in registry.SCENARIOS]
@@ -127,29 +146,31 @@ def main(argv=None):
     started = time.monotonic()
     deployment = gate_deployment.Deployment(workdir, args.executable)
     try:
-        deployment.setUp()
-    except fixtures.MultipleExceptions as errors:
-        # The first is what went wrong; cleanup has run.
-        say('the deployment did not come up:')
-        traceback.print_exception(errors.args[0][1])
-        return 1
-    try:
-        say(f'deployment up in {time.monotonic() - started:.1f} s')
-        results = run_plan(deployment, plan, rng)
+        results, supervisor = _run_deployed(deployment, plan, rng, started)
     finally:
-        deployment.cleanUp()
+        # Even after a failed run or setup, the hosts' systemds must have
+        # left nothing in the machine's cgroup hierarchies.
+        left = deployment.cgroups_left()
+        if left:
+            say('cgroups left on the machine after the gate:\n  '
+                + '\n  '.join(left))
+        else:
+            say('nothing left in the machine\'s cgroup hierarchies')
+    if results is None or left:
+        return 1
 
     seconds = time.monotonic() - started
     summary = report.summarize(results, chosen)
     print(report.format_table(summary), flush=True)
     if args.report:
         report.write_json(args.report, summary, args.repeat, args.seed,
-                          seconds)
+                          seconds, supervisor)
         say(f'report written to {args.report}')
     failed = [result for result in results if not result.passed]
     if failed:
         say(f'{len(failed)} of {len(results)} runs FAILED in {seconds:.0f} '
-            f's; logs are under {workdir} (each host\'s journal.log)')
+            f's; logs are under {workdir} (each host\'s journal.log, the '
+            f'agent\'s output, and systemd-*/systemd.log)')
         return 1
     say(f'all {len(results)} runs passed in {seconds:.0f} s')
     if not args.workdir:

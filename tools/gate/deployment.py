@@ -1,11 +1,12 @@
 """Two hypervisor hosts on one machine.
 
 A private RabbitMQ; for each of host-a and host-b a private libvirtd (own
-mount namespace, host UUID and migration ports) and a compute-agent
-started from the shipped systemd unit (tools/gate/supervision.py); an RPC
-client per agent that notes when every reply arrived, which is how drain
-lags are measured from outside the agent. Everything stays up across the
-runs of a gate job; agents are restarted after each SIGTERM.
+mount namespace, host UUID and migration ports) and a real systemd of
+its own (tests/fixtures/systemd.py) running the shipped
+compute-agent.service (tools/gate/systemd_agent.py); an RPC client per
+agent that notes when every reply arrived, which is how drain lags are
+measured from outside the agent. Everything stays up across the runs of
+a gate job; agents are started again after each stop.
 """
 
 import configparser
@@ -19,9 +20,10 @@ import oslo_messaging
 
 from tests.fixtures import rabbitmq
 from tests.fixtures import rpc
+from tests.fixtures import cgroups
+from tests.fixtures import systemd
 from tests.realguest import libvirtd
-from tools.gate import supervision
-from tools.gate import unitfile
+from tools.gate import systemd_agent
 
 HOST_NAMES = ('host-a', 'host-b')
 RPC_TIMEOUT = 60
@@ -113,7 +115,8 @@ class RecordingClient:
 class Host:
     name: str
     libvirtd: libvirtd.PrivateLibvirtd
-    agent: supervision.SupervisedAgent
+    systemd: systemd.PrivateSystemd
+    agent: systemd_agent.SystemdAgent
     rpc: RecordingClient
     state_path: str
     graceful_shutdown_timeout: int
@@ -129,12 +132,13 @@ class Host:
 class Deployment(fixtures.Fixture):
     """The broker, both hosts, and the guest images."""
 
-    def __init__(self, workdir, executable, unit_path=unitfile.UNIT_PATH):
+    def __init__(self, workdir, executable):
         super().__init__()
         self.workdir = workdir
         self.executable = executable
-        self.unit = unitfile.ServiceUnit.load(unit_path)
         self.hosts = {}
+        # Each host's systemd cgroup subtree: none may outlive the gate.
+        self.cgroup_names = []
         self.images = None
         self.broker = None
 
@@ -154,18 +158,22 @@ class Deployment(fixtures.Fixture):
         os.makedirs(state_path, exist_ok=True)
         config_file = os.path.join(host_dir, 'compute-agent.conf')
         self._write_config(config_file, name, state_path, hypervisor.uri)
-        agent = supervision.SupervisedAgent(
-            self.unit, self.executable, config_file, host_dir)
-        self.addCleanup(agent.close)
-        # Stopped with SIGTERM like any service, before libvirtd goes.
+        host_systemd = systemd.PrivateSystemd(name, base_dir=host_dir)
+        self.cgroup_names.append(host_systemd.cgroup_name)
+        self.useFixture(host_systemd)
+        agent = systemd_agent.SystemdAgent(
+            host_systemd, self.executable, config_file,
+            os.path.join(host_dir, 'journal.log'))
+        # Stopped like any service (it drains), before its systemd and
+        # then libvirtd go.
         self.addCleanup(agent.stop)
         agent.start()
-        agent.wait_ready()
         client = self.useFixture(rpc.AgentRPCClient(
             self.broker.transport_url, name, timeout=RPC_TIMEOUT))
         recording = RecordingClient(client)
         status = recording.call('get_service_status')
-        return Host(name, hypervisor, agent, recording, state_path,
+        return Host(name, hypervisor, host_systemd, agent, recording,
+                    state_path,
                     status['graceful_shutdown_timeout'])
 
     def _write_config(self, path, host, state_path, connection_uri):
@@ -196,10 +204,16 @@ class Deployment(fixtures.Fixture):
         """Every agent running and ready again, whatever a failed run
         left behind: a hung agent is killed first."""
         for host in self.hosts.values():
-            run = host.agent.run
-            if (host.agent.running and run.signal_time is None
-                    and run.first('READY', '1') is not None):
-                continue
-            host.agent.kill()
-            host.agent.start()
-            host.agent.wait_ready()
+            host.agent.recover()
+
+    def supervisor(self):
+        """'systemd <version>', as the hosts' systemd reports it."""
+        versions = {host.systemd.version.split(' (')[0]
+                    for host in self.hosts.values()}
+        return ', '.join(sorted(versions))
+
+    def cgroups_left(self):
+        """What the hosts' systemds left in the machine's cgroup
+        hierarchies (call after cleanUp): nothing, normally."""
+        return sorted({path for name in self.cgroup_names
+                       for path in cgroups.leftovers(name)})

@@ -4,7 +4,9 @@ JSON (the interface CI and operators' jobs read)::
 
     {"scenarios": [{"name", "runs", "passed", "drain_lag_median",
                     "drain_lag_max", "failures"}],
-     "repeat", "seed", "seconds"}
+     "repeat", "seed", "seconds", "supervisor"}
+
+"supervisor" names what ran the agents, e.g. "systemd 252".
 
 Drain lags are in seconds, over every run that measured one (a failed run
 with a long lag must show in the maximum); null when none did.
@@ -77,10 +79,11 @@ def format_table(summary):
                      + [line(row) for row in rows])
 
 
-def write_json(path, summary, repeat, seed, seconds):
+def write_json(path, summary, repeat, seed, seconds, supervisor):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with open(path, 'w') as report:
         json.dump({'scenarios': summary, 'repeat': repeat, 'seed': seed,
-                   'seconds': round(seconds, 1)}, report, indent=2)
+                   'seconds': round(seconds, 1), 'supervisor': supervisor},
+                  report, indent=2)
         report.write('\n')

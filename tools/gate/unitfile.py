@@ -1,11 +1,13 @@
-"""The shipped systemd unit, read the way the gate needs it.
+"""The shipped systemd unit, read the way the gate and its lint need it.
 
-The gate starts each agent from the unit's own ExecStart= and
-Environment=, and honours the settings that decide how systemd starts,
-watches and stops it. Only the unit syntax the shipped file uses is
-understood; anything else (specifiers, ExecStart prefixes) is refused
-rather than half-emulated, so the gate never tests a command line other
-than the one operators run.
+The gate runs the unit under a real systemd with a drop-in whose
+ExecStart= is the unit's own command line with the installed program
+and the gate's config file substituted (command_line); tools/gate/
+verify_unit.py checks the settings the agent relies on. Only the unit
+syntax the shipped file uses is understood; anything else in ExecStart=
+(specifiers, variables, prefixes) is refused, since the drop-in's
+command line would drop it, so the gate never tests a command line
+other than the one operators run.
 """
 
 import dataclasses
@@ -20,11 +22,8 @@ UNIT_PATH = os.path.join(
 # The config file ExecStart names; the gate substitutes its own.
 CONFIG_FILE = '/etc/compute-agent/compute-agent.conf'
 EXECUTABLE_NAME = 'compute-agent'
-# systemd's defaults for settings the unit leaves out.
-DEFAULT_START_TIMEOUT = 90.0
+# systemd's default for a setting the unit leaves out.
 DEFAULT_KILL_MODE = 'control-group'
-# The PATH systemd gives system services.
-SERVICE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin'
 
 _SPAN_UNITS = {
     'us': 1e-6, 'usec': 1e-6, 'ms': 1e-3, 'msec': 1e-3,
@@ -36,7 +35,7 @@ _SPAN_PART = re.compile(r'\s*(\d+(?:\.\d+)?)\s*([a-z]*)')
 
 
 class UnitError(Exception):
-    """The unit says something the gate cannot start faithfully."""
+    """The unit says something the gate cannot run faithfully."""
 
 
 def parse_time_span(text):
@@ -122,12 +121,6 @@ class ServiceUnit:
         return parse_time_span(self.last('TimeoutStopSec', '90s'))
 
     @property
-    def start_timeout(self):
-        value = self.last('TimeoutStartSec')
-        return (DEFAULT_START_TIMEOUT if value is None
-                else parse_time_span(value))
-
-    @property
     def state_directory(self):
         return self.last('StateDirectory')
 
@@ -140,25 +133,9 @@ class ServiceUnit:
         line = values[0]
         if line[:1] in '@-:+!' or '%' in line or '$' in line:
             raise UnitError(f'{self.path}: ExecStart= uses a prefix, '
-                            f'specifier or variable the gate does not '
-                            f'emulate: {line!r}')
+                            f'specifier or variable the gate\'s drop-in '
+                            f'would not carry over: {line!r}')
         return shlex.split(line)
-
-    def environment(self):
-        """Environment= assignments as a dict."""
-        env = {}
-        for value in self.settings.get('Environment', []):
-            if '%' in value:
-                raise UnitError(f'{self.path}: Environment= uses a '
-                                f'specifier the gate does not emulate: '
-                                f'{value!r}')
-            for assignment in shlex.split(value):
-                key, equals, setting = assignment.partition('=')
-                if not equals:
-                    raise UnitError(f'{self.path}: bad Environment= '
-                                    f'assignment {assignment!r}')
-                env[key] = setting
-        return env
 
     def command_line(self, executable, config_file):
         """ExecStart with the installed executable and a config file of

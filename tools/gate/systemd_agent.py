@@ -1,0 +1,159 @@
+"""compute-agent.service on one simulated host, driven with systemctl.
+
+A thin layer over the host's own systemd (tests/fixtures/systemd.py),
+which runs the shipped unit with a drop-in for paths and output only.
+Starts return once systemd has seen READY=1 (Type=notify); a stop is
+requested without waiting and followed in `systemctl show`; what systemd
+reports after the exit (Result=, ExecMainCode=, ExecMainStatus=) is the
+run's outcome, and systemd's own SIGKILL after TimeoutStopSec= shows as
+Result=timeout.
+
+systemd's monotonic timestamps are CLOCK_MONOTONIC, the clock
+time.monotonic() reads (no time namespace separates the simulated host),
+so a run's exit can be compared with when the gate saw answers arrive.
+"""
+
+import dataclasses
+import os
+import time
+
+from tests.fixtures import systemd
+from tools.gate import unitfile
+
+UNIT = systemd.AGENT_UNIT
+STOPPED = ('inactive', 'failed')
+LOG_TAIL_LINES = 40
+# Beyond TimeoutStopSec=: systemd's SIGKILL and reaping come first.
+STOP_MARGIN = 30
+# ExecMainCode= of a main process that exited (CLD_EXITED).
+_EXITED = '1'
+_POLL = 0.02
+
+
+def _monotonic(microseconds):
+    return int(microseconds) / 1e6
+
+
+@dataclasses.dataclass
+class AgentRun:
+    """One start of the unit, as systemd reported it."""
+
+    main_pid: int
+    started: float  # time.monotonic() values throughout
+    output_offset: int
+    stop_requested: float | None = None  # just before systemctl stop
+    signal_time: float | None = None  # systemd began the stop (SIGTERM)
+    exit_time: float | None = None
+    exit_code: int | None = None  # negative: the killing signal
+    result: str | None = None  # Result= after the exit
+
+    @property
+    def killed(self):
+        """systemd SIGKILLed it once TimeoutStopSec= had passed."""
+        return self.result == 'timeout'
+
+
+class SystemdAgent:
+    """The agent unit of one host's private systemd."""
+
+    def __init__(self, host_systemd, executable, config_file, output_file):
+        self.systemd = host_systemd
+        self.journal = output_file  # stands in for the journal
+        host_systemd.install_agent(executable, config_file, output_file)
+        # What systemd itself will enforce, as it parsed the unit.
+        self.stop_timeout = unitfile.parse_time_span(
+            self.show('TimeoutStopUSec')['TimeoutStopUSec'])
+        self.run = None
+
+    def show(self, *properties):
+        return self.systemd.show(UNIT, *properties)
+
+    def state(self):
+        return self.show('ActiveState')['ActiveState']
+
+    def _output_size(self):
+        try:
+            return os.path.getsize(self.journal)
+        except FileNotFoundError:
+            return 0
+
+    def start(self):
+        """systemctl start: returns once READY=1 has arrived."""
+        offset = self._output_size()
+        self.systemd.systemctl('start', UNIT)
+        shown = self.show('MainPID', 'ExecMainStartTimestampMonotonic')
+        self.run = AgentRun(
+            main_pid=int(shown['MainPID']),
+            started=_monotonic(shown['ExecMainStartTimestampMonotonic']),
+            output_offset=offset)
+        return self.run
+
+    def sigterm(self):
+        """systemctl stop, not waited for: SIGTERM to the main process."""
+        run = self.run
+        run.stop_requested = time.monotonic()
+        self.systemd.systemctl('--no-block', 'stop', UNIT)
+        return run
+
+    def wait_exit(self):
+        """Wait for the stop to end (systemd's SIGKILL after
+        TimeoutStopSec= included); the run, with what systemd reports."""
+        run = self.run
+        self.systemd.wait_for_state(
+            UNIT, self.stop_timeout + STOP_MARGIN,
+            ActiveState=lambda state: state in STOPPED)
+        shown = self.show('Result', 'ExecMainCode', 'ExecMainStatus',
+                          'ExecMainExitTimestampMonotonic',
+                          'ActiveExitTimestampMonotonic')
+        run.result = shown['Result']
+        status = int(shown['ExecMainStatus'])
+        run.exit_code = (status if shown['ExecMainCode'] == _EXITED
+                         else -status)
+        run.exit_time = _monotonic(shown['ExecMainExitTimestampMonotonic'])
+        run.signal_time = _monotonic(shown['ActiveExitTimestampMonotonic'])
+        return run
+
+    def wait_for_status(self, pattern, timeout):
+        """Poll StatusText= while the unit stops until pattern matches
+        it; the match, or None once it has stopped or timeout passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = self.show('ActiveState', 'StatusText')
+            match = pattern.match(shown['StatusText'])
+            if match:
+                return match
+            if shown['ActiveState'] in STOPPED:
+                return None
+            time.sleep(_POLL)
+        return None
+
+    def stop(self):
+        self.systemd.systemctl('stop', UNIT, check=False)
+
+    def recover(self):
+        """Running and ready again, whatever a failed run left: a hung
+        or half-stopped agent is killed, its failure forgotten."""
+        shown = self.show('ActiveState', 'SubState')
+        if (shown['ActiveState'], shown['SubState']) == ('active',
+                                                         'running'):
+            return
+        self.systemd.systemctl('kill', '-s', 'KILL', UNIT, check=False)
+        # Ends a pending stop or restart; nothing runs any more.
+        self.systemd.systemctl('stop', UNIT, check=False)
+        self.systemd.systemctl('reset-failed', UNIT, check=False)
+        self.start()
+
+    def journal_text(self, run=None):
+        """What the agent wrote in the given run (default: the last)."""
+        run = run or self.run
+        with open(self.journal, 'rb') as journal:
+            journal.seek(run.output_offset)
+            return journal.read().decode(errors='replace')
+
+    def report(self, problem):
+        tail = '\n'.join(self.journal_text().splitlines()[-LOG_TAIL_LINES:])
+        status = self.systemd.systemctl('status', '--no-pager', '-n0', UNIT,
+                                        check=False)
+        return (f'{UNIT} on {self.systemd.name}: {problem}\n'
+                f'--- systemctl status ---\n{status}'
+                f'--- tail of {self.journal} ---\n{tail}')

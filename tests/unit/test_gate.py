@@ -22,7 +22,8 @@ REQUIRED_SCENARIOS = (
     'build-sigterm', 'stop-acpi-sigterm', 'stop-ignoring-acpi-sigterm',
     'live-migration-sigterm-source', 'live-migration-sigterm-dest',
     'cold-migration-sigterm-source', 'cold-migration-sigterm-dest',
-    'revert-resize-sigterm')
+    'revert-resize-sigterm', 'reload-stop-ignoring-acpi',
+    'reload-live-migration-source', 'kill-stop-ignoring-acpi')
 
 
 def _run(scenario, passed=True, lags=(), failure=None):

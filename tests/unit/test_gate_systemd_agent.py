@@ -122,3 +122,55 @@ class TestSystemdAgent(base.TestCase):
             (('stop', UNIT), False),
             (('reset-failed', UNIT), False),
             (('start', UNIT), True)], self.host.calls)
+
+    def test_reload_is_systemctl_reload(self):
+        self.agent.reload()
+        self.assertEqual([(('reload', UNIT), True)], self.host.calls)
+
+    def test_identity_as_systemctl_show_reports_it(self):
+        self.host.shown.update(NRestarts='1', ActiveState='active',
+                               SubState='running')
+        self.assertEqual(systemd_agent.Identity(42, 1, 'active/running'),
+                         self.agent.identity())
+
+    def test_a_kill_and_systemds_restart(self):
+        with open(self.output, 'w') as output:
+            output.write('killed run\n')
+        self.agent.start()
+        offset = self.agent.kill()
+        self.assertEqual(11, offset)
+        self.assertEqual((('kill', '-s', 'KILL', UNIT), True),
+                         self.host.calls[-1])
+        self.host.shown.update(
+            MainPID='77', NRestarts='1', ActiveState='active',
+            SubState='running', ExecMainStartTimestampMonotonic='8000000')
+        run = self.agent.wait_restarted(0, offset)
+        self.assertEqual((('wait_for_state', 90), True),
+                         self.host.calls[-1])
+        self.assertEqual((77, 8.0, 11),
+                         (run.main_pid, run.started, run.output_offset))
+        self.assertIs(run, self.agent.run)
+        with open(self.output, 'a') as output:
+            output.write('restarted\n')
+        self.assertEqual('restarted\n', self.agent.journal_text())
+
+    def test_waiting_for_a_line_of_output(self):
+        run = self.agent.start()
+        with open(self.output, 'w') as output:
+            output.write('SIGHUP: re-read\n')
+        self.assertIsNotNone(self.agent.wait_for_output('re-read', 0, run))
+        self.assertIsNone(self.agent.wait_for_output('absent', 0, run))
+
+
+class TestIdentity(base.TestCase):
+    def test_unchanged_running_unit_has_no_changes(self):
+        before = systemd_agent.Identity(42, 0, 'active/running')
+        self.assertEqual([], systemd_agent.Identity(
+            42, 0, 'active/running').changes_since(before))
+
+    def test_every_change_is_named(self):
+        before = systemd_agent.Identity(42, 0, 'active/running')
+        after = systemd_agent.Identity(77, 1, 'activating/start')
+        self.assertEqual(['MainPID 42 -> 77', 'NRestarts 0 -> 1',
+                          'state activating/start'],
+                         after.changes_since(before))

@@ -2,8 +2,10 @@
 
 from tools.gate import migration_scenarios
 from tools.gate import scenarios
+from tools.gate import signal_scenarios
 
-SCENARIOS = scenarios.SCENARIOS + migration_scenarios.SCENARIOS
+SCENARIOS = (scenarios.SCENARIOS + migration_scenarios.SCENARIOS
+             + signal_scenarios.SCENARIOS)
 
 
 def by_name():

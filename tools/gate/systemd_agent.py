@@ -25,6 +25,9 @@ STOPPED = ('inactive', 'failed')
 LOG_TAIL_LINES = 40
 # Beyond TimeoutStopSec=: systemd's SIGKILL and reaping come first.
 STOP_MARGIN = 30
+# RestartSec= (5 s) and a start under load: systemd's restart after a
+# crash is back within this.
+RESTART_TIMEOUT = 90
 # ExecMainCode= of a main process that exited (CLD_EXITED).
 _EXITED = '1'
 _POLL = 0.02
@@ -51,6 +54,28 @@ class AgentRun:
     def killed(self):
         """systemd SIGKILLed it once TimeoutStopSec= had passed."""
         return self.result == 'timeout'
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Which process runs the unit, and how often systemd restarted it."""
+
+    main_pid: int
+    restarts: int  # NRestarts=
+    state: str  # ActiveState/SubState
+
+    def changes_since(self, earlier):
+        """What differs from earlier in a unit that should have kept
+        running untouched: one line per change, none if nothing did."""
+        changes = []
+        if self.main_pid != earlier.main_pid:
+            changes.append(f'MainPID {earlier.main_pid} -> {self.main_pid}')
+        if self.restarts != earlier.restarts:
+            changes.append(f'NRestarts {earlier.restarts} -> '
+                           f'{self.restarts}')
+        if self.state != 'active/running':
+            changes.append(f'state {self.state}')
+        return changes
 
 
 class SystemdAgent:
@@ -129,6 +154,50 @@ class SystemdAgent:
 
     def stop(self):
         self.systemd.systemctl('stop', UNIT, check=False)
+
+    def identity(self):
+        shown = self.show('MainPID', 'NRestarts', 'ActiveState', 'SubState')
+        return Identity(int(shown['MainPID']), int(shown['NRestarts']),
+                        f'{shown["ActiveState"]}/{shown["SubState"]}')
+
+    def reload(self):
+        """systemctl reload: returns once ExecReload= (kill -HUP
+        $MAINPID) has run, i.e. the SIGHUP was sent."""
+        self.systemd.systemctl('reload', UNIT)
+
+    def kill(self):
+        """systemctl kill -s KILL, as a crash: every process of the
+        unit dies at once. The offset of the journal's end before it."""
+        offset = self._output_size()
+        self.systemd.systemctl('kill', '-s', 'KILL', UNIT)
+        return offset
+
+    def wait_restarted(self, restarts_before, output_offset,
+                       timeout=RESTART_TIMEOUT):
+        """Wait for Restart= to have started the unit again and for it
+        to be ready (active, running: Type=notify's READY=1); the new
+        run, its output from output_offset on."""
+        shown = self.systemd.wait_for_state(
+            UNIT, timeout,
+            NRestarts=lambda count: int(count) > restarts_before,
+            ActiveState='active', SubState='running')
+        shown.update(self.show('MainPID', 'ExecMainStartTimestampMonotonic'))
+        self.run = AgentRun(
+            main_pid=int(shown['MainPID']),
+            started=_monotonic(shown['ExecMainStartTimestampMonotonic']),
+            output_offset=output_offset)
+        return self.run
+
+    def wait_for_output(self, text, timeout, run=None):
+        """Poll the run's output until it contains text; time.monotonic()
+        when it was first seen, or None after timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if text in self.journal_text(run):
+                return time.monotonic()
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(_POLL)
 
     def recover(self):
         """Running and ready again, whatever a failed run left: a hung

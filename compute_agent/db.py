@@ -293,6 +293,12 @@ class Database:
             record = session.get(Snapshot, snapshot_id)
             return record.to_primitive() if record else None
 
+    def list_snapshot_ids(self, instance_uuid):
+        with self._session() as session:
+            return list(session.scalars(
+                sa.select(Snapshot.id).where(
+                    Snapshot.instance_uuid == instance_uuid)))
+
     def delete_snapshot(self, snapshot_id):
         with self._session.begin() as session:
             record = session.get(Snapshot, snapshot_id)

@@ -25,6 +25,12 @@ class ImageStore:
     def get(self, snapshot_id):
         return self._db.get_snapshot(snapshot_id)
 
+    def delete_all_of(self, instance_uuid):
+        """Every snapshot of the instance, also one its record never
+        named (a shelve killed between the snapshot and its commit)."""
+        for snapshot_id in self._db.list_snapshot_ids(instance_uuid):
+            self.delete(snapshot_id)
+
     def delete(self, snapshot_id):
         snapshot = self._db.get_snapshot(snapshot_id)
         if snapshot is None:

@@ -9,6 +9,7 @@ import time
 
 from compute_agent import events as instance_events
 from compute_agent import exception
+from compute_agent import failpoints
 from compute_agent.virt import driver as virt_driver
 from compute_agent.vm_states import (ACTIVE, BUILDING, DELETED, ERROR,
                                      RESCUED, SHELVED, SHELVED_OFFLOADED,
@@ -51,6 +52,7 @@ class Lifecycle:
                        f'uuids cannot be reused')
         with self._ops.run(ctxt, uuid, 'build',
                            fail_vm_state=ERROR) as operation:
+            failpoints.reach(failpoints.BUILD_RECORDED)
             started = time.monotonic()
             waiter = self._events.prepare(uuid, [
                 instance_events.event_key(name, tag)
@@ -61,12 +63,14 @@ class Lifecycle:
             except Exception:
                 self._events.forget(waiter)
                 raise
+            failpoints.reach(failpoints.BUILD_SPAWNED)
             try:
                 self._events.wait_for(waiter, 'build', uuid)
             except exception.HypervisorError:
                 # Not left running: the guest lacks what it waited for.
                 self._delete_quietly(uuid)
                 raise
+            failpoints.reach(failpoints.BUILD_EVENTS_RECEIVED)
             LOG.info('Built instance %s (%s) in %.2f s', uuid, spec['name'],
                      time.monotonic() - started)
             return operation.finish(vm_state=ACTIVE,
@@ -82,7 +86,9 @@ class Lifecycle:
     def start(self, ctxt, uuid):
         with self._ops.run(ctxt, uuid, 'start', {STOPPED},
                            'powering_on') as operation:
+            failpoints.reach(failpoints.START_CLAIMED)
             self._driver.power_on(uuid)
+            failpoints.reach(failpoints.START_POWERED_ON)
             return operation.finish(vm_state=ACTIVE,
                                     power_state=operation.power_state())
 
@@ -92,7 +98,9 @@ class Lifecycle:
                            powers_off=True) as operation:
             if operation.already_done:
                 return self._ops.get(uuid)
+            failpoints.reach(failpoints.STOP_CLAIMED)
             operation.power_off(clean, timeout)
+            failpoints.reach(failpoints.STOP_POWERED_OFF)
             return operation.finish(vm_state=STOPPED,
                                     power_state=operation.power_state())
 
@@ -108,8 +116,11 @@ class Lifecycle:
         with self._ops.run(ctxt, uuid, action, allowed,
                            'rebooting' if soft else 'rebooting_hard',
                            clean=soft, powers_off=True) as operation:
+            failpoints.reach(failpoints.REBOOT_CLAIMED)
             operation.power_off(soft, None)
+            failpoints.reach(failpoints.REBOOT_POWERED_OFF)
             self._driver.power_on(uuid)
+            failpoints.reach(failpoints.REBOOT_POWERED_ON)
             return operation.finish(vm_state=ACTIVE,
                                     power_state=operation.power_state())
 
@@ -122,8 +133,7 @@ class Lifecycle:
                 return self._ops.get(uuid)
             operation.power_off(clean, timeout)
             self._driver.delete(uuid)
-            if operation.record['snapshot_id']:
-                self._images.delete(operation.record['snapshot_id'])
+            self._images.delete_all_of(uuid)
             return operation.finish(vm_state=DELETED,
                                     power_state=virt_driver.NOSTATE,
                                     snapshot_id=None)

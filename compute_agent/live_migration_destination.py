@@ -10,6 +10,7 @@ SIGTERM drain, so that it does not exit under an arriving guest.
 import logging
 
 from compute_agent import exception
+from compute_agent import failpoints
 from compute_agent import migration_checks as checks
 from compute_agent import operations
 from compute_agent.vm_states import ACTIVE
@@ -79,6 +80,7 @@ class LiveMigrationDestination:
                 uuid, migratable_xml, record['image'], block)
             self._migrations.hold_incoming(migration['id'], hold)
             self._db.update_migration(migration['id'], status='running')
+            failpoints.reach(failpoints.LIVE_DEST_PREPARED)
         except Exception as error:
             self._migrations.release_incoming(migration['id'])
             hold.release()
@@ -98,6 +100,7 @@ class LiveMigrationDestination:
         try:
             self._driver.post_live_migration_at_destination(
                 uuid, destination_xml)
+            failpoints.reach(failpoints.LIVE_DEST_DEFINED)
             arrived = self._db.put_instance(
                 uuid=uuid, name=record['name'], host=self._host,
                 vm_state=ACTIVE, task_state=None,
@@ -108,6 +111,7 @@ class LiveMigrationDestination:
                 last_power_off=record.get('last_power_off'),
                 snapshot_id=None)
             self._db.update_migration(migration['id'], status='completed')
+            failpoints.reach(failpoints.LIVE_DEST_FINISHED)
             LOG.info('Instance %s arrived by live migration %s from %s',
                      uuid, migration['id'], migration['source_host'])
             return arrived
@@ -128,6 +132,7 @@ class LiveMigrationDestination:
             besides=migration_id)
         try:
             self._driver.rollback_live_migration_at_destination(uuid)
+            failpoints.reach(failpoints.LIVE_DEST_ROLLED_BACK)
         finally:
             self._migrations.release_incoming(migration_id)
             self._db.update_migration(migration_id, status='failed',

@@ -27,6 +27,7 @@ import uuid as uuidlib
 
 from compute_agent import events as instance_events
 from compute_agent import exception
+from compute_agent import failpoints
 from compute_agent import migration_checks as checks
 from compute_agent import operations
 from compute_agent import peers
@@ -122,6 +123,7 @@ class LiveMigrationSource:
                 f'it did not complete within {timeout} s '
                 f'(live_migration_completion_timeout)')
         self._db.update_migration(migration['id'], status='preparing')
+        failpoints.reach(failpoints.LIVE_SOURCE_STARTED)
         prepared = False
         try:
             with self._ops.action_record(ctxt, uuid, 'live-migrate'):
@@ -133,10 +135,12 @@ class LiveMigrationSource:
                     destination_xml = self._peers.pre_live_migration(
                         ctxt, dest, instance=record, migration=migration,
                         migratable_xml=xml, block_migration=block)
+                failpoints.reach(failpoints.LIVE_SOURCE_DEST_PREPARED)
                 self._events.wait_for(waiter, 'live-migrate', uuid)
                 self._db.update_migration(migration['id'], status='running')
                 self._driver.live_migration(uuid, target, destination_xml,
                                             block, control)
+                failpoints.reach(failpoints.LIVE_SOURCE_MOVED)
         except Exception as error:
             self._failed(ctxt, migration, record, control, error, prepared)
             return
@@ -193,11 +197,13 @@ class LiveMigrationSource:
             LOG.error('Live migration %s: the guest runs on %s, but %s',
                       migration['id'], dest, error)
             return
+        failpoints.reach(failpoints.LIVE_SOURCE_DEST_FINISHED)
         try:
             self._driver.cleanup_after_live_migration(uuid)
         except exception.ComputeAgentError as error:
             LOG.warning('Live migration %s: could not remove the files the '
                         'instance left here: %s', migration['id'], error)
+        failpoints.reach(failpoints.LIVE_SOURCE_CLEANED_UP)
         self._ops.finish(uuid, host=dest)
         self._db.update_migration(migration['id'], status='completed',
                                   progress={'percent': 100})

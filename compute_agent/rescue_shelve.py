@@ -8,6 +8,7 @@ operation (operations.Operations.run).
 import logging
 
 from compute_agent import exception
+from compute_agent import failpoints
 from compute_agent import validation
 from compute_agent.virt import driver as virt_driver
 from compute_agent.vm_states import (ACTIVE, ERROR, RESCUED, SHELVED,
@@ -38,10 +39,13 @@ class RescueShelve:
         with self._ops.run(ctxt, uuid, 'rescue', {ACTIVE, STOPPED, ERROR},
                            'rescuing', clean, powers_off=True) as operation:
             record = operation.record
+            failpoints.reach(failpoints.RESCUE_CLAIMED)
             operation.power_off(clean, timeout)
+            failpoints.reach(failpoints.RESCUE_POWERED_OFF)
             flavor = record['flavor']
             self._driver.rescue(uuid, record['name'], flavor['vcpus'],
                                 flavor['memory_mb'], record['image'], image)
+            failpoints.reach(failpoints.RESCUE_BOOTED)
             return operation.finish(vm_state=RESCUED,
                                     power_state=operation.power_state())
 
@@ -68,7 +72,9 @@ class RescueShelve:
     def unrescue(self, ctxt, uuid):
         with self._ops.run(ctxt, uuid, 'unrescue', {RESCUED},
                            'unrescuing') as operation:
+            failpoints.reach(failpoints.UNRESCUE_CLAIMED)
             self._driver.unrescue(uuid)
+            failpoints.reach(failpoints.UNRESCUE_RESTORED)
             return operation.finish(vm_state=ACTIVE,
                                     power_state=operation.power_state())
 
@@ -80,8 +86,11 @@ class RescueShelve:
                            powers_off=True) as operation:
             if operation.already_done:
                 return self._ops.get(uuid)
+            failpoints.reach(failpoints.SHELVE_CLAIMED)
             operation.power_off(clean, timeout)
+            failpoints.reach(failpoints.SHELVE_POWERED_OFF)
             snapshot_id = self._snapshot(operation.record)
+            failpoints.reach(failpoints.SHELVE_SNAPSHOTTED)
             return operation.finish(vm_state=SHELVED,
                                     power_state=operation.power_state(),
                                     snapshot_id=snapshot_id)
@@ -109,13 +118,16 @@ class RescueShelve:
             if operation.already_done:
                 return self._ops.get(uuid)
             record = operation.record
+            failpoints.reach(failpoints.OFFLOAD_CLAIMED)
             snapshot_id = record['snapshot_id']
             if record['vm_state'] == SHELVED:
                 operation.no_power_off()
             else:
                 operation.power_off(clean, timeout)
                 snapshot_id = self._snapshot(record)
+                failpoints.reach(failpoints.OFFLOAD_SNAPSHOTTED)
             self._driver.delete(uuid)
+            failpoints.reach(failpoints.OFFLOAD_DELETED)
             return operation.finish(vm_state=SHELVED_OFFLOADED,
                                     power_state=virt_driver.NOSTATE,
                                     snapshot_id=snapshot_id)
@@ -125,12 +137,15 @@ class RescueShelve:
                            {SHELVED, SHELVED_OFFLOADED},
                            'unshelving') as operation:
             record = operation.record
+            failpoints.reach(failpoints.UNSHELVE_CLAIMED)
             if record['vm_state'] == SHELVED:
                 self._driver.power_on(uuid)
             else:
                 self._respawn_from_snapshot(record)
+            failpoints.reach(failpoints.UNSHELVE_BOOTED)
             if record['snapshot_id']:
                 self._images.delete(record['snapshot_id'])
+            failpoints.reach(failpoints.UNSHELVE_SNAPSHOT_DELETED)
             return operation.finish(vm_state=ACTIVE,
                                     power_state=operation.power_state(),
                                     snapshot_id=None)

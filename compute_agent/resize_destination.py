@@ -25,6 +25,7 @@ import logging
 import uuid as uuidlib
 
 from compute_agent import exception
+from compute_agent import failpoints
 from compute_agent import migration_checks as checks
 from compute_agent import operations
 from compute_agent import peers
@@ -114,6 +115,7 @@ class ResizeDestination:
                 migration, 'running',
                 f'powering off and moving the instance on {source}',
                 details=dict(details, shared_storage=shared))
+            failpoints.reach(failpoints.RESIZE_DEST_STARTED)
             with peers.calling(source, 'hand the instance over'):
                 self._peers.resize_instance(
                     ctxt, source, migration=migration,
@@ -122,6 +124,7 @@ class ResizeDestination:
                     shared_storage=shared,
                     clean_shutdown=details['clean_shutdown'],
                     shutdown_timeout=details['shutdown_timeout'])
+            failpoints.reach(failpoints.RESIZE_DEST_HANDED_OVER)
         except Exception as error:
             if not isinstance(error, exception.ComputeAgentError):
                 LOG.exception('%s %s failed unexpectedly', migration['kind'],
@@ -164,6 +167,7 @@ class ResizeDestination:
         checks.require_not_owned(self._db, self._host, uuid,
                                  'finish the arrival of')
         flavor = migration['details']['new_flavor']
+        failpoints.reach(failpoints.RESIZE_DEST_DISK_COPIED)
         try:
             self._driver.finish_migration(
                 uuid, record['name'], flavor['vcpus'], flavor['memory_mb'],
@@ -171,6 +175,7 @@ class ResizeDestination:
         except Exception:
             self._discard_migrated_guest(uuid, migration)
             raise
+        failpoints.reach(failpoints.RESIZE_DEST_DEFINED)
         self._db.update_migration(
             migration['id'], details=dict(migration['details'],
                                           power_on=power_on))
@@ -206,6 +211,7 @@ class ResizeDestination:
                            recorded=False) as operation:
             confirmed = self._migrations.claim_status(
                 migration, 'completed', 'confirmed', 'confirmed')
+            failpoints.reach(failpoints.CONFIRM_DEST_CLAIMED)
             power_state = operation.power_state()
             operation.finish(power_state=power_state,
                              vm_state=ACTIVE
@@ -224,6 +230,7 @@ class ResizeDestination:
                            'resize_reverting', recorded=False) as operation:
             self._migrations.claim_status(migration, 'completed',
                                           'reverting', 'reverted')
+            failpoints.reach(failpoints.REVERT_DEST_STARTED)
             with self._ops.action_record(ctxt, uuid, 'revert-resize'):
                 try:
                     # The copy here is thrown away: no clean shutdown.
@@ -234,7 +241,9 @@ class ResizeDestination:
                     self._db.update_migration(migration['id'],
                                               status='completed')
                     raise
+                failpoints.reach(failpoints.REVERT_DEST_REMOVED)
                 operation.finish(host=source)
+                failpoints.reach(failpoints.REVERT_DEST_RECORD_MOVED)
                 try:
                     with peers.calling(source, 'restart the original'):
                         original = self._peers.finish_revert_resize(
@@ -244,6 +253,7 @@ class ResizeDestination:
                                               status='error',
                                               message=str(error))
                     raise
+                failpoints.reach(failpoints.REVERT_DEST_SOURCE_RESTARTED)
         self._db.update_migration(migration['id'], status='reverted')
         LOG.info('Reverted %s %s: instance %s is back on %s',
                  migration['kind'], migration['id'], uuid, source)

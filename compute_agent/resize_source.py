@@ -10,6 +10,7 @@ reverted (finish_revert_resize restarts it).
 import logging
 
 from compute_agent import exception
+from compute_agent import failpoints
 from compute_agent import migration_checks as checks
 from compute_agent import peers
 from compute_agent.virt import driver as virt_driver
@@ -69,11 +70,14 @@ class ResizeSource:
         uuid = record['uuid']
         was_running = record['power_state'] == virt_driver.RUNNING
         try:
+            failpoints.reach(failpoints.RESIZE_SOURCE_CLAIMED)
             power_off = operation.power_off(clean, timeout,
                                             migration['kind'])
+            failpoints.reach(failpoints.RESIZE_SOURCE_POWERED_OFF)
             with self._migrations.disk_copy(migration['id']) as control:
                 disk = self._driver.migrate_disk(
                     uuid, destination_path, shared, target, control)
+            failpoints.reach(failpoints.RESIZE_SOURCE_DISK_COPIED)
             with peers.calling(dest, 'start the migrated instance'):
                 self._peers.finish_resize(
                     ctxt, dest, migration=migration,
@@ -82,6 +86,7 @@ class ResizeSource:
         except Exception:
             self._restart_original(uuid, was_running)
             raise
+        failpoints.reach(failpoints.RESIZE_SOURCE_DEST_FINISHED)
         self._db.update_migration(
             migration['id'], status='completed',
             details=dict(migration['details'], power_on=was_running,
@@ -112,6 +117,7 @@ class ResizeSource:
                                    'confirm the migration of', RESIZED)
         claimed = self._migrations.claim_status(migration, 'completed',
                                                 'confirming', 'confirmed')
+        failpoints.reach(failpoints.CONFIRM_SOURCE_STARTED)
         uuid, dest = migration['instance_uuid'], migration['dest_host']
         try:
             # The destination checks its side first: the original is
@@ -119,8 +125,10 @@ class ResizeSource:
             with peers.calling(dest, 'confirm the migrated instance'):
                 self._peers.finish_confirm_resize(
                     ctxt, dest, migration_id=migration['id'])
+            failpoints.reach(failpoints.CONFIRM_SOURCE_DEST_CONFIRMED)
             self._driver.confirm_migration(
                 uuid, claimed['details'].get('shared_storage', False))
+            failpoints.reach(failpoints.CONFIRM_SOURCE_REMOVED)
         except Exception as error:
             self._db.update_migration(migration['id'], status='error',
                                       message=f'confirm failed: {error}')
@@ -141,6 +149,7 @@ class ResizeSource:
                                    'revert the migration of', RESIZED)
         self._migrations.claim_status(migration, 'completed', 'reverting',
                                       'reverted')
+        failpoints.reach(failpoints.REVERT_SOURCE_STARTED)
         uuid, details = migration['instance_uuid'], migration['details']
         power_on = details.get('power_on', True)
         try:
@@ -151,6 +160,7 @@ class ResizeSource:
             raise exception.MigrationError(
                 reason=f'could not restart the original of instance {uuid} '
                        f'on {self._host}: {error}') from None
+        failpoints.reach(failpoints.REVERT_SOURCE_RESTARTED)
         old = details['old_flavor']
         self._db.update_migration(migration['id'], status='reverted')
         LOG.info('Instance %s is back from %s %s', uuid, migration['kind'],

@@ -25,6 +25,7 @@ from oslo_service import service as oslo_service
 from compute_agent import conf as agent_conf
 from compute_agent.conf import reload
 from compute_agent import db
+from compute_agent import failpoints
 from compute_agent import image_store
 from compute_agent import log_safety
 from compute_agent import manager
@@ -83,6 +84,11 @@ def main(argv=None):
     CONF(sys.argv[1:] if argv is None else argv, project='compute-agent')
     logging.setup(CONF, 'compute-agent')
     log_safety.install()
+    try:
+        failpoints.arm_from_environment()
+    except failpoints.FailpointError as error:
+        LOG.error('compute-agent cannot start: %s', error)
+        return 1
     reload.register_hooks(CONF)
     # From here a SIGTERM is recorded, and honoured once start() runs.
     signal_inbox = signals.SignalInbox(CONF.graceful_shutdown_timeout)

@@ -6,6 +6,7 @@ from unittest import mock
 from oslo_config import cfg
 
 from compute_agent.cmd import agent
+from compute_agent import failpoints
 from compute_agent.conf import default
 from tests.unit import base
 
@@ -34,3 +35,13 @@ class MainTest(base.TestCase):
         self.assertIn('no broker', record.getMessage())
         self.assertIsNotNone(record.exc_info, 'no traceback logged')
         self.assertIs(RuntimeError, record.exc_info[0])
+
+    def test_failpoints_without_their_acknowledgement_refuse_the_start(self):
+        environ = {failpoints.ENV_ARMED: failpoints.BUILD_SPAWNED}
+        with mock.patch.dict('os.environ', environ), \
+                mock.patch.object(agent, 'build_service') as build:
+            with self.assertLogs('compute_agent.cmd.agent',
+                                 logging.ERROR) as logs:
+                self.assertEqual(1, agent.main([]))
+        build.assert_not_called()
+        self.assertIn(failpoints.ENV_ACKNOWLEDGED, logs.output[0])

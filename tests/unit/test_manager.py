@@ -722,6 +722,16 @@ class ShelveTest(ManagerTestCase):
         self.manager.terminate_instance(self.ctxt, uuid_)
         self.assertIsNone(self.manager.images.get(snapshot_id))
 
+    def test_delete_drops_a_snapshot_its_record_never_named(self):
+        # A shelve killed after its snapshot was recorded, before the
+        # instance's record named it (failpoint shelve.snapshotted).
+        uuid_ = self.boot()['uuid']
+        snapshot_id, path = self.manager.images.new_snapshot()
+        self.manager.images.record(snapshot_id, uuid_, None, None,
+                                   {'id': 'i', 'properties': {}})
+        self.manager.terminate_instance(self.ctxt, uuid_)
+        self.assertIsNone(self.manager.images.get(snapshot_id))
+
 
 class ConsoleOutputTest(ManagerTestCase):
     def test_tail_of_the_console_log(self):

@@ -95,8 +95,8 @@ class ComputeManager:
         """
         self.work.attach(tracker)
         self._driver.init_host(self._host)
-        recovery.RestartRecovery(self._host, self._driver,
-                                 self._db).settle()
+        recovery.RestartRecovery(self._host, self._driver, self._db,
+                                 self.images).settle()
         return [
             instances.ServiceEndpoint(self._host, self._driver,
                                       self.power_offs, service_status),

@@ -23,11 +23,17 @@ MIGRATION_IN_PROGRESS = ('queued', 'preparing', 'running', 'confirming',
                          'reverting')
 
 
+# A shelve or an offload snapshots the guest's disk before it removes
+# anything; these tasks settle to what that snapshot allows.
+SHELVE_TASKS = ('shelving', 'shelving_offloading')
+
+
 class RestartRecovery:
-    def __init__(self, host, driver, database):
+    def __init__(self, host, driver, database, image_store):
         self._host = host
         self._driver = driver
         self._db = database
+        self._images = image_store
 
     def settle(self):
         """Settle migrations, instances and actions, in that order."""
@@ -71,9 +77,17 @@ class RestartRecovery:
         uuid, task = record['uuid'], record['task_state']
         power_state = self._driver.get_power_state(uuid)
         half_done = ''
+        shelved = (self._shelve_outcome(record, power_state)
+                   if task in SHELVE_TASKS else None)
         if task == 'deleting':
             self._driver.delete(uuid)
-            values = {'vm_state': DELETED, 'power_state': 'nostate'}
+            self._images.delete_all_of(uuid)
+            values = {'vm_state': DELETED, 'power_state': 'nostate',
+                      'snapshot_id': None}
+        elif shelved is not None:
+            values = shelved
+            half_done = (f'; {task} had kept the disk as snapshot '
+                         f'{shelved["snapshot_id"]}')
         elif record['vm_state'] in (BUILDING, RESCUED, SHELVED,
                                     SHELVED_OFFLOADED) or \
                 task in ('rescuing', 'unrescuing'):
@@ -96,6 +110,28 @@ class RestartRecovery:
                     f'instance is now {DELETED}')
         return (f'at restart libvirt reported the guest {power_state}'
                 f'{half_done}, so the instance is now {values["vm_state"]}')
+
+    def _shelve_outcome(self, record, power_state):
+        """The state an interrupted shelve or offload settles to when the
+        guest's disk is safe in a snapshot: shelved while the guest is
+        still defined and off, shelved_offloaded once it is gone (so it
+        can be unshelved). None when there is no snapshot to stand on
+        (the shelve can then simply be run again) or the guest runs."""
+        snapshot_id = record['snapshot_id']
+        if snapshot_id is None:
+            # Taken, but killed before the record named it. More than
+            # one is not a shelve's doing: leave it to an operator.
+            taken = self._db.list_snapshot_ids(record['uuid'])
+            snapshot_id = taken[0] if len(taken) == 1 else None
+        if snapshot_id is None:
+            return None
+        if power_state == virt_driver.NOSTATE:
+            return {'vm_state': SHELVED_OFFLOADED,
+                    'power_state': power_state, 'snapshot_id': snapshot_id}
+        if power_state == virt_driver.SHUTDOWN:
+            return {'vm_state': SHELVED, 'power_state': power_state,
+                    'snapshot_id': snapshot_id}
+        return None
 
     def _close_actions(self, recovered):
         """Close every open action record. All are stale: the database is

@@ -422,6 +422,64 @@ class InterruptedActionTest(ManagerTestCase):
             'interrupted by a stop of the agent; at restart nothing was '
             'left to settle: the instance was active', action['message'])
 
+    def _disk_image(self):
+        return {'id': 'i', 'properties': {}, 'disk': '/base.qcow2'}
+
+    def test_offload_killed_after_the_guest_went_can_be_unshelved(self):
+        # Killed after the guest was removed, before the record said so:
+        # the disk survives only in the snapshot, which the record does
+        # not name yet. Settling it as error would lose the guest.
+        uuid_ = self.boot(image=self._disk_image())['uuid']
+        offloaded = self.manager.shelve_offload_instance(self.ctxt, uuid_)
+        self._crash_during(uuid_, 'shelve-offload', vm_state='active',
+                           task_state='shelving_offloading',
+                           snapshot_id=None, power_state='running')
+        self.manager = self._new_manager()
+        record = self.manager.get_instance(self.ctxt, uuid_)
+        self.assertEqual(
+            ('shelved_offloaded', 'nostate', None,
+             offloaded['snapshot_id']),
+            (record['vm_state'], record['power_state'],
+             record['task_state'], record['snapshot_id']))
+        self.assertIn(f'kept the disk as snapshot '
+                      f'{offloaded["snapshot_id"]}',
+                      self._last_action(uuid_)['message'])
+        back = self.manager.unshelve_instance(self.ctxt, uuid_)
+        self.assertEqual('active', back['vm_state'])
+
+    def test_shelve_killed_after_its_snapshot_is_shelved(self):
+        uuid_ = self.boot(image=self._disk_image())['uuid']
+        shelved = self.manager.shelve_instance(self.ctxt, uuid_)
+        self._crash_during(uuid_, 'shelve', vm_state='active',
+                           task_state='shelving', snapshot_id=None)
+        self.manager = self._new_manager()
+        record = self.manager.get_instance(self.ctxt, uuid_)
+        self.assertEqual(('shelved', 'shutdown', shelved['snapshot_id']),
+                         (record['vm_state'], record['power_state'],
+                          record['snapshot_id']))
+
+    def test_shelve_killed_before_its_snapshot_is_stopped(self):
+        uuid_ = self.boot()['uuid']
+        self.manager.stop_instance(self.ctxt, uuid_)
+        self._crash_during(uuid_, 'shelve', vm_state='active',
+                           task_state='shelving')
+        self.manager = self._new_manager()
+        record = self.manager.get_instance(self.ctxt, uuid_)
+        self.assertEqual(('stopped', None, None),
+                         (record['vm_state'], record['task_state'],
+                          record['snapshot_id']))
+
+    def test_interrupted_delete_drops_the_snapshots(self):
+        uuid_ = self.boot(image=self._disk_image())['uuid']
+        shelved = self.manager.shelve_instance(self.ctxt, uuid_)
+        path = self.manager.images.get(shelved['snapshot_id'])['path']
+        self._crash_during(uuid_, 'delete', task_state='deleting')
+        self.manager = self._new_manager()
+        database = db.Database(self.db_path)
+        self.assertEqual([], database.list_snapshot_ids(uuid_))
+        self.assertFalse(os.path.exists(path))
+        self.assertIsNone(database.get_instance(uuid_)['snapshot_id'])
+
     def test_closed_actions_stay_as_they_were(self):
         uuid_ = self.boot()['uuid']
         self.manager.stop_instance(self.ctxt, uuid_)

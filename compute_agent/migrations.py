@@ -130,8 +130,9 @@ class MigrationRegistry:
             return self._db.put_migration(**dict(migration, **values))
 
     def known(self, migration_id):
-        migration = self._db.get_migration(
-            validation.migration_id(migration_id))
+        """This host's record of a migration; migration_id was validated
+        by the endpoint, or comes from a record."""
+        migration = self._db.get_migration(migration_id)
         if migration is None:
             raise exception.InvalidInput(
                 reason=f'host {self._host} knows no migration '

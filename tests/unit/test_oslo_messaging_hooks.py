@@ -88,13 +88,8 @@ class SignatureTest(HookTestCase):
 class ServerAttributesTest(HookTestCase):
     def setUp(self):
         super().setUp()
-        conf = cfg.ConfigOpts()
-        self.useFixture(conffixture.ConfFixture(conf))
-        self.transport = oslo_messaging.get_rpc_transport(
-            conf, url='fake://')
-        self.addCleanup(self.transport.cleanup)
-        self.server = rpc.create_server(
-            self.transport, rpc.TOPIC, 'host-a', [], tracker.InFlightTracker())
+        self.server = base.fake_rpc_server(self, 'host-a', [])
+        self.transport = self.server.transport
 
     def test_target(self):
         self.assertHook(

@@ -11,16 +11,14 @@ import inspect
 import logging
 
 import fixtures
-from oslo_config import cfg
 import oslo_messaging
-from oslo_messaging import conffixture
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 
 from compute_agent import exception
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import rpcapi_versions
-from compute_agent import tracker
+from tests.unit import base
 from tests.unit import test_manager
 
 HOST = test_manager.HOST
@@ -58,14 +56,9 @@ class FakeIncoming:
 class SurfaceTestCase(test_manager.ManagerTestCase):
     def setUp(self):
         super().setUp()
-        conf = cfg.ConfigOpts()
-        self.useFixture(conffixture.ConfFixture(conf))
-        self.transport = oslo_messaging.get_rpc_transport(
-            conf, url='fake://')
-        self.addCleanup(self.transport.cleanup)
-        self.server = rpc.create_server(
-            self.transport, rpc.TOPIC, HOST, self.manager.endpoints,
-            tracker.InFlightTracker())
+        self.server = base.fake_rpc_server(self, HOST,
+                                           self.manager.endpoints)
+        self.transport = self.server.transport
 
     def reachable(self):
         """Names the server's dispatcher would run for a request."""

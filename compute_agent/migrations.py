@@ -139,6 +139,14 @@ class MigrationRegistry:
                        f'{migration_id}')
         return migration
 
+    def own_completed_cold(self, migration_id, my_role, action):
+        """own(), for confirming or reverting: the migration must be a
+        completed cold migration or resize."""
+        migration = self.own(migration_id, my_role, action)
+        migration_checks.require_step(migration, action,
+                                      migration_checks.COLD, ('completed',))
+        return migration
+
     def own(self, migration_id, my_role, action):
         """This host's record of a migration it plays my_role in."""
         migration = self.known(migration_id)

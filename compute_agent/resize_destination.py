@@ -198,10 +198,8 @@ class ResizeDestination:
     # -- confirm or revert ----------------------------------------------------
 
     def finish_confirm_resize(self, ctxt, migration_id):
-        migration = self._migrations.own(migration_id, 'dest_host',
-                                         'confirmed')
-        checks.require_step(migration, 'confirmed', checks.COLD,
-                            ('completed',))
+        migration = self._migrations.own_completed_cold(
+            migration_id, 'dest_host', 'confirmed')
         uuid = migration['instance_uuid']
         # The instance first, then the migration: a revert_resize racing
         # this request claims them in the same order, so one of the two
@@ -220,10 +218,8 @@ class ResizeDestination:
         return confirmed
 
     def revert_resize(self, ctxt, migration_id):
-        migration = self._migrations.own(migration_id, 'dest_host',
-                                         'reverted')
-        checks.require_step(migration, 'reverted', checks.COLD,
-                            ('completed',))
+        migration = self._migrations.own_completed_cold(
+            migration_id, 'dest_host', 'reverted')
         uuid, source = migration['instance_uuid'], migration['source_host']
         # Claimed before the action record, so a refusal leaves no trace.
         with self._ops.run(ctxt, uuid, 'revert-resize', {RESIZED},

@@ -107,10 +107,8 @@ class ResizeSource:
                           'migration failed', uuid)
 
     def confirm_resize(self, ctxt, migration_id):
-        migration = self._migrations.own(migration_id, 'source_host',
-                                         'confirmed')
-        checks.require_step(migration, 'confirmed', checks.COLD,
-                            ('completed',))
+        migration = self._migrations.own_completed_cold(
+            migration_id, 'source_host', 'confirmed')
         # Confirming removes the original: only that of an instance this
         # host handed over and has not taken back.
         checks.require_handed_over(self._db, migration,
@@ -139,10 +137,8 @@ class ResizeSource:
                                          status='confirmed')
 
     def finish_revert_resize(self, ctxt, migration_id):
-        migration = self._migrations.own(migration_id, 'source_host',
-                                         'reverted')
-        checks.require_step(migration, 'reverted', checks.COLD,
-                            ('completed',))
+        migration = self._migrations.own_completed_cold(
+            migration_id, 'source_host', 'reverted')
         # Restarting the original redefines the instance's record here:
         # only that of an instance this host handed over.
         checks.require_handed_over(self._db, migration,

@@ -19,9 +19,13 @@ PACKAGES=(
     # the libraries qemu-ga links, which tools/guest/build-guest-image.sh
     # copies into the guest-agent guest with qemu-ga (apt-get download)
     libglib2.0-0 libnuma1 liburing2 libudev1 libpcre2-8-0
-    # systemd-analyze, which lints the shipped unit (tox -e systemd-verify);
-    # the package does not make systemd PID 1
-    systemd
+    # systemd-analyze, which lints the shipped unit (tox -e systemd-verify),
+    # and the systemd the gate and tests/fixtures/systemd.py run as PID 1
+    # of private namespaces (unshare, nsenter); installing it does not
+    # make it the machine's PID 1
+    systemd util-linux
+    # the throw-away CA of the TLS broker test (tests/fixtures/tls.py)
+    openssl
     python3-venv
 )
 

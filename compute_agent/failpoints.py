@@ -149,6 +149,12 @@ REVERT_SOURCE_STARTED = 'revert.source.started'
 # source: revert, the original runs here, before the record is committed
 REVERT_SOURCE_RESTARTED = 'revert.source.restarted'
 
+# -- virt/power.py: power_off, inside any operation's power-off ------------
+# the first clean shutdown request is sent, the wait for the guest begins
+POWER_OFF_REQUESTED = 'power_off.requested'
+# the wait is over (timeout or forced request), before the destroy
+POWER_OFF_DESTROYING = 'power_off.destroying'
+
 ALL = frozenset(value for name, value in list(globals().items())
                 if name.isupper() and name not in (
                     'ENV_ARMED', 'ENV_ACKNOWLEDGED', 'ACKNOWLEDGEMENT',

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 
+from compute_agent import failpoints
 from compute_agent.virt import driver
 
 LOG = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def power_off(guest, control, clean, timeout, retry_interval,
                       BY_EVENT if control.off_event_seen else BY_POLL)
 
     def forced_off():
+        failpoints.reach(failpoints.POWER_OFF_DESTROYING)
         if guest.destroy():
             return result('forced', 'destroy')
         return result('clean', method or 'already-off')
@@ -184,6 +186,8 @@ def power_off(guest, control, clean, timeout, retry_interval,
                 method = sent
                 requests += 1
                 control.requested(method)
+                if requests == 1:
+                    failpoints.reach(failpoints.POWER_OFF_REQUESTED)
                 next_request = min(clock() + retry_interval, deadline)
         control.wait(max(min(next_request - clock(), safety_net_poll), 0))
         if _is_off_if_reachable(guest):

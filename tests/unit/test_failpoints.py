@@ -59,7 +59,7 @@ class DeclarationTest(base.TestCase):
         self.assertEqual(
             {'build', 'start', 'stop', 'reboot', 'rescue', 'unrescue',
              'shelve', 'offload', 'unshelve', 'live_migration', 'resize',
-             'confirm', 'revert'}, operations)
+             'confirm', 'revert', 'power_off'}, operations)
 
 
 class SwitchTest(base.TestCase):

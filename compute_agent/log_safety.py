@@ -35,6 +35,12 @@ def _escaped(match):
     return f'\\x{code:02x}' if code < 0x100 else f'\\u{code:04x}'
 
 
+def has_unsafe(text):
+    """Whether text holds a character escape() would rewrite: what a
+    request may not put in a name or a message."""
+    return _UNSAFE.search(text) is not None
+
+
 def escape(text):
     """text with every control character written as a visible escape."""
     return _UNSAFE.sub(_escaped, text)

@@ -2,10 +2,10 @@
 that names the argument, what was given and what is accepted."""
 
 import os
-import unicodedata
 import uuid as uuidlib
 
 from compute_agent import exception
+from compute_agent import log_safety
 
 REBOOT_TYPES = ('SOFT', 'HARD')
 _BUILD_KEYS = {'uuid', 'name', 'vcpus', 'memory_mb', 'image'}
@@ -85,19 +85,12 @@ def reboot_type(value):
     return value
 
 
-def _is_unprintable(character):
-    # Cc: the C0 controls (NUL, TAB, LF, CR, ESC...), DEL and the C1
-    # controls; Zl and Zp: the Unicode line and paragraph separators;
-    # Cs: a lone surrogate (JSON can carry one), which UTF-8 cannot encode.
-    return unicodedata.category(character) in ('Cc', 'Zl', 'Zp', 'Cs')
-
-
 def instance_name(value, argument='instance.name'):
     """A name fit for logs, XML and terminals: printable text, not blank,
     at most MAX_NAME_LENGTH characters."""
     if not isinstance(value, str) or not value.strip() or \
             len(value) > MAX_NAME_LENGTH or \
-            any(_is_unprintable(c) for c in value):
+            log_safety.has_unsafe(value):
         raise _invalid(f'{argument} must be a non-empty string of at most '
                        f'{MAX_NAME_LENGTH} characters without control '
                        f'characters, got {_shown(value)}')
@@ -278,7 +271,7 @@ def absolute_path(value, argument):
     text = short_text(value, argument)
     if not text.startswith('/') or os.path.normpath(text) != text or \
             text.startswith('//') or \
-            any(_is_unprintable(c) for c in text):
+            log_safety.has_unsafe(text):
         raise _invalid(f'{argument} must be an absolute, normalised path '
                        f'without control characters, got {_shown(value)}')
     return text
@@ -288,7 +281,7 @@ def file_name(value, argument):
     """A plain file name: no directory part, not '.' or '..', printable."""
     text = short_text(value, argument, MAX_NAME_LENGTH)
     if not text or '/' in text or text in ('.', '..') or \
-            any(_is_unprintable(c) for c in text):
+            log_safety.has_unsafe(text):
         raise _invalid(f'{argument} must be a plain file name, got '
                        f'{_shown(value)}')
     return text

@@ -3,6 +3,8 @@ formatter as the agent sets it up."""
 
 import io
 import logging
+import sys
+import unicodedata
 import uuid
 
 from oslo_config import cfg
@@ -30,6 +32,17 @@ class EscapeTest(base.TestCase):
         self.assertEqual(
             'Traceback\n  line\\x00\\r\n',
             log_safety.escape_multiline('Traceback\n  line\x00\r\n'))
+
+
+class HasUnsafeTest(base.TestCase):
+    def test_exactly_the_control_separator_and_surrogate_categories(self):
+        # What validation refuses in names and what the log escapes are
+        # one set: Cc, Zl, Zp and Cs, over every code point.
+        wrong = [hex(code) for code in range(sys.maxunicode + 1)
+                 if log_safety.has_unsafe(chr(code)) !=
+                 (unicodedata.category(chr(code)) in
+                  ('Cc', 'Zl', 'Zp', 'Cs'))]
+        self.assertEqual([], wrong)
 
 
 class InstalledTest(base.TestCase):

@@ -1,0 +1,10 @@
+"""The crash matrix: the agent killed at each named failpoint
+(compute_agent/failpoints.py) on real QEMU guests, restarted by its
+systemd, and what that leaves checked on both hosts.
+
+tox -e crash-matrix -- [--report PATH] [--only REGEX] [--sample N] ...
+(tools/crash_matrix/cli.py). Cases are in cases.py (single host, and
+the power-off wait) and migration_cases.py (two hosts); matrix.py runs
+one case; checks.py looks at both hosts afterwards; report.py makes the
+table and the JSON.
+"""

@@ -1,0 +1,5 @@
+import sys
+
+from tools.crash_matrix import cli
+
+sys.exit(cli.main())

@@ -29,6 +29,7 @@ from compute_agent import events as instance_events
 from compute_agent import exception
 from compute_agent import failpoints
 from compute_agent import migration_checks as checks
+from compute_agent import migration_recovery
 from compute_agent import operations
 from compute_agent import peers
 from compute_agent.virt import driver as virt_driver
@@ -137,7 +138,12 @@ class LiveMigrationSource:
                         migratable_xml=xml, block_migration=block)
                 failpoints.reach(failpoints.LIVE_SOURCE_DEST_PREPARED)
                 self._events.wait_for(waiter, 'live-migrate', uuid)
-                self._db.update_migration(migration['id'], status='running')
+                # Kept for a restart, which may have to ask the
+                # destination to take the guest over (migration_recovery).
+                migration = self._db.update_migration(
+                    migration['id'], status='running',
+                    details=dict(migration['details'],
+                                 destination_xml=destination_xml))
                 self._driver.live_migration(uuid, target, destination_xml,
                                             block, control)
                 failpoints.reach(failpoints.LIVE_SOURCE_MOVED)
@@ -187,7 +193,12 @@ class LiveMigrationSource:
                 self._peers.post_live_migration_at_destination(
                     ctxt, dest, instance=record, migration=migration,
                     destination_xml=destination_xml)
-        except exception.MigrationError as error:
+        except exception.MigrationError as first_error:
+            error = self._take_over_again(ctxt, migration, record,
+                                          first_error)
+        else:
+            error = None
+        if error is not None:
             # The guest runs there now; only its record is in doubt.
             self._db.update_instance(uuid, host=dest, task_state=None,
                                      vm_state=ERROR)
@@ -209,6 +220,19 @@ class LiveMigrationSource:
                                   progress={'percent': 100})
         LOG.info('Live-migrated instance %s to %s in %.2f s (migration %s)',
                  uuid, dest, seconds, migration['id'])
+
+    def _take_over_again(self, ctxt, migration, record, error):
+        """The destination's answer to the take-over did not come (its
+        agent may have restarted): ask it whether it owns the instance,
+        and once more to take it over if not. Returns the error left."""
+        LOG.warning('Live migration %s: %s; asking %s again',
+                    migration['id'], error, migration['dest_host'])
+        try:
+            migration_recovery.take_over_at_destination(
+                self._peers, ctxt, migration, record)
+        except exception.MigrationError as again:
+            return again
+        return None
 
     # -- requests about a migration in progress -------------------------------
 

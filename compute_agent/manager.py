@@ -56,6 +56,7 @@ class ComputeManager:
         self._host = host
         self._driver = driver
         self._db = database
+        self._peers = peers
         self.images = image_store
         self.power_offs = power_offs.PowerOffRegistry()
         self.migrations = migrations.MigrationRegistry(host, database)
@@ -96,7 +97,7 @@ class ComputeManager:
         self.work.attach(tracker)
         self._driver.init_host(self._host)
         recovery.RestartRecovery(self._host, self._driver, self._db,
-                                 self.images).settle()
+                                 self.images, self._peers).settle()
         return [
             instances.ServiceEndpoint(self._host, self._driver,
                                       self.power_offs, service_status),

@@ -11,6 +11,7 @@ what the recovery did.
 import logging
 
 from compute_agent import exception
+from compute_agent import migration_recovery
 from compute_agent.virt import driver as virt_driver
 from compute_agent.vm_states import (ACTIVE, BUILDING, DELETED, ERROR,
                                      RESCUED, SHELVED, SHELVED_OFFLOADED,
@@ -29,16 +30,21 @@ SHELVE_TASKS = ('shelving', 'shelving_offloading')
 
 
 class RestartRecovery:
-    def __init__(self, host, driver, database, image_store):
+    def __init__(self, host, driver, database, image_store, peers_api=None):
+        """:param peers_api: a compute_agent.rpcapi.ComputeAPI, through
+            which a migration this host was the source of is settled with
+            its destination (migration_recovery.py)."""
         self._host = host
         self._driver = driver
         self._db = database
         self._images = image_store
+        self._sources = migration_recovery.SourceMigrationRecovery(
+            host, driver, database, peers_api)
 
     def settle(self):
         """Settle migrations, instances and actions, in that order."""
-        self._settle_migrations()
         recovered = {}  # instance uuid -> what the restart did about it
+        self._settle_migrations(recovered)
         for record in self._db.list_interrupted(self._host):
             uuid = record['uuid']
             try:
@@ -57,19 +63,38 @@ class RestartRecovery:
                                    f'{ERROR}')
         self._close_actions(recovered)
 
-    def _settle_migrations(self):
+    def _settle_migrations(self, recovered):
         for migration in self._db.list_migrations(
                 statuses=MIGRATION_IN_PROGRESS):
+            interrupted = (f'interrupted while {migration["status"]} by a '
+                           f'stop of the agent on {self._host}')
+            settled = self._sources.settle(migration, interrupted)
+            if settled is not None:
+                self._apply(migration, settled, recovered)
+                continue
             LOG.warning('Migration %s (%s of instance %s, %s -> %s) was %s '
                         'when the agent last stopped; marking it error. '
                         'Check the instance on both hosts.',
                         migration['id'], migration['kind'],
                         migration['instance_uuid'], migration['source_host'],
                         migration['dest_host'], migration['status'])
-            self._db.update_migration(
-                migration['id'], status='error',
-                message=f'interrupted while {migration["status"]} by a '
-                        f'stop of the agent on {self._host}')
+            self._db.update_migration(migration['id'], status='error',
+                                      message=interrupted)
+
+    def _apply(self, migration, settled, recovered):
+        LOG.warning('Migration %s (%s of instance %s, %s -> %s): %s',
+                    migration['id'], migration['kind'],
+                    migration['instance_uuid'], migration['source_host'],
+                    migration['dest_host'], settled.message)
+        self._db.update_migration(migration['id'], status=settled.status,
+                                  message=settled.message)
+        if settled.instance is not None:
+            uuid = migration['instance_uuid']
+            self._db.update_instance(uuid, task_state=None,
+                                     **settled.instance)
+            recovered[uuid] = (f'at restart migration {migration["id"]} '
+                               f'was settled {settled.status}: '
+                               f'{settled.message}')
 
     def _reconcile(self, record):
         """Settle one instance record; return what was done, for its

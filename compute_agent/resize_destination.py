@@ -129,6 +129,18 @@ class ResizeDestination:
             if not isinstance(error, exception.ComputeAgentError):
                 LOG.exception('%s %s failed unexpectedly', migration['kind'],
                               migration['id'])
+            if self._arrived(uuid):
+                # finish_resize ran here, but the source's answer was lost
+                # (its agent restarted, and settled the hand-over).
+                LOG.warning('%s %s: %s; but instance %s runs here',
+                            migration['kind'].capitalize(), migration['id'],
+                            error, uuid)
+                self._db.update_migration(
+                    migration['id'], status='completed', progress={
+                        'step': 'awaiting confirm or revert'})
+                return
+            if migration['details'].get('shared_storage') is False:
+                self._discard_migrated_guest(uuid, migration)
             self._db.update_migration(migration['id'], status='failed',
                                       message=str(error), progress=None)
             LOG.warning('%s %s of instance %s failed: %s',
@@ -141,6 +153,10 @@ class ResizeDestination:
         LOG.info('%s %s: instance %s runs here as resized; confirm or '
                  'revert it', migration['kind'].capitalize(),
                  migration['id'], uuid)
+
+    def _arrived(self, uuid):
+        record = self._db.get_instance(uuid)
+        return record is not None and record['host'] == self._host
 
     def _step(self, migration, status, step, **values):
         return self._db.update_migration(migration['id'], status=status,

@@ -1,0 +1,176 @@
+"""Settling, at restart, a migration this host was the source of.
+
+A migration's source holds the instance record and drives the hand-over
+(the source of a cold migration answers resize_instance, but it is the
+one that powers the guest off and hands it over). Killed in the middle,
+its record of the instance says nothing true any more: the guest may
+still run here, or already run at the destination, which may or may not
+have taken the record over. So the restarted source asks the other end,
+which kept running, and settles both to one owner:
+
+* the guest still runs here (a live migration), or the destination has
+  not taken the instance (a cold one): the instance stays here; a live
+  migration's destination is told to roll its arrival back, a cold
+  migration's original is restarted as it was;
+* the guest left (a live migration) or the destination took the
+  instance (a cold one): the destination owns it; a live migration's
+  destination is asked to take it over if it has not yet, and the files
+  left here are removed; a cold migration's original is kept powered off
+  for confirm or revert, as after a hand-over.
+
+When the other end cannot be reached, nothing is guessed: the migration
+is error, and the instance settles from what libvirt says here.
+"""
+
+import logging
+
+from compute_agent import exception
+from compute_agent import migration_checks as checks
+from compute_agent import peers
+from compute_agent import rpcapi
+from compute_agent.virt import driver as virt_driver
+from compute_agent.vm_states import ACTIVE, ERROR, RESIZED, STOPPED
+
+LOG = logging.getLogger(__name__)
+
+
+class Settled:
+    """What the restart did about one migration: the migration's new
+    status and message, and the values its instance record takes (None:
+    leave the instance to the generic settling)."""
+
+    def __init__(self, status, message, instance=None):
+        self.status = status
+        self.message = message
+        self.instance = instance
+
+
+def destination_owns(peers_api, ctxt, migration):
+    """The destination's record of the instance, when it is its own."""
+    dest, uuid = migration['dest_host'], migration['instance_uuid']
+    try:
+        with peers.calling(dest, f'describe instance {uuid}'):
+            record = peers_api.get_instance(
+                ctxt, dest, uuid, timeout=rpcapi.PEER_CHECK_TIMEOUT)
+    except exception.MigrationError as error:
+        if 'InstanceNotFound' in str(error):
+            return None
+        raise
+    return record if record['host'] == dest else None
+
+
+def take_over_at_destination(peers_api, ctxt, migration, record):
+    """Have the destination of a live migration own the instance whose
+    guest left this host; returns its record there. Asked first whether
+    it already does (its answer to an earlier request may be lost)."""
+    arrived = destination_owns(peers_api, ctxt, migration)
+    if arrived is not None:
+        return arrived
+    dest = migration['dest_host']
+    with peers.calling(dest, 'take the migrated instance over'):
+        return peers_api.post_live_migration_at_destination(
+            ctxt, dest, instance=record, migration=migration,
+            destination_xml=migration['details'].get('destination_xml'))
+
+
+class SourceMigrationRecovery:
+    def __init__(self, host, driver, database, peers_api):
+        self._host = host
+        self._driver = driver
+        self._db = database
+        self._peers = peers_api
+
+    def settle(self, migration, interrupted):
+        """A Settled for a migration this host is the source of, or None
+        when it is not one this class settles. interrupted: what the
+        migration's message says happened to it."""
+        if self._peers is None or migration['source_host'] != self._host:
+            return None
+        record = self._db.get_instance(migration['instance_uuid'])
+        if record is None or record['host'] != self._host:
+            return None
+        ctxt = rpcapi.new_context()
+        try:
+            if migration['kind'] in checks.LIVE and \
+                    record['task_state'] == 'migrating':
+                return self._live(ctxt, migration, record, interrupted)
+            if migration['kind'] in checks.COLD and \
+                    migration['status'] == 'running' and \
+                    record['task_state'] == 'resize_migrating':
+                return self._cold(ctxt, migration, record, interrupted)
+        except exception.MigrationError as error:
+            LOG.error('Migration %s: could not settle it with %s at '
+                      'restart: %s', migration['id'], migration['dest_host'],
+                      error)
+            return Settled('error', f'{interrupted}; at restart {error}; '
+                                    f'check the instance on both hosts')
+        return None
+
+    # -- live migration -----------------------------------------------------
+
+    def _live(self, ctxt, migration, record, interrupted):
+        uuid, dest = record['uuid'], migration['dest_host']
+        power_state = self._driver.get_power_state(uuid)
+        if power_state == virt_driver.RUNNING:
+            rolled_back = self._roll_back_destination(ctxt, migration,
+                                                      interrupted)
+            return Settled(
+                'failed', f'{interrupted}; the guest still ran here, so it '
+                          f'stays on {self._host}{rolled_back}',
+                {'vm_state': ACTIVE, 'power_state': power_state})
+        arrived = take_over_at_destination(self._peers, ctxt, migration,
+                                           record)
+        try:
+            self._driver.cleanup_after_live_migration(uuid)
+        except exception.ComputeAgentError as error:
+            LOG.warning('Live migration %s: could not remove the files the '
+                        'instance left here: %s', migration['id'], error)
+        LOG.warning('Live migration %s: the guest of instance %s had left '
+                    'this host; %s owns it now', migration['id'], uuid, dest)
+        return Settled(
+            'completed', f'{interrupted}; the guest had left this host and '
+                         f'{dest} owns it now',
+            {'host': dest, 'vm_state': arrived['vm_state'],
+             'power_state': arrived['power_state']})
+
+    def _roll_back_destination(self, ctxt, migration, interrupted):
+        if migration['status'] == 'queued':
+            return ''   # nothing was asked of the destination yet
+        dest = migration['dest_host']
+        try:
+            with peers.calling(dest, 'roll the migration back'):
+                self._peers.rollback_live_migration_at_destination(
+                    ctxt, dest, instance_uuid=migration['instance_uuid'],
+                    migration_id=migration['id'], reason=interrupted)
+        except exception.MigrationError as error:
+            if 'knows no migration' in str(error):
+                return ''   # killed before the destination heard of it
+            raise
+        return f'; {dest} rolled its part back'
+
+    # -- cold migration and resize -------------------------------------------
+
+    def _cold(self, ctxt, migration, record, interrupted):
+        uuid, dest = record['uuid'], migration['dest_host']
+        was_running = record['power_state'] == virt_driver.RUNNING
+        if destination_owns(self._peers, ctxt, migration) is not None:
+            # finish_resize ran there: the hand-over is done but for the
+            # records here (see ResizeSource._hand_over).
+            self._db.update_migration(
+                migration['id'], details=dict(
+                    migration['details'], power_on=was_running,
+                    vm_state=record['vm_state']))
+            return Settled(
+                'completed', f'{interrupted}; {dest} had started the '
+                             f'instance, so it is {RESIZED} there and the '
+                             f'original is kept here for confirm or revert',
+                {'host': dest, 'vm_state': RESIZED,
+                 'power_state': virt_driver.SHUTDOWN})
+        self._driver.finish_revert_migration(uuid, was_running)
+        power_state = self._driver.get_power_state(uuid)
+        vm_state = {virt_driver.RUNNING: ACTIVE,
+                    virt_driver.SHUTDOWN: STOPPED}.get(power_state, ERROR)
+        return Settled(
+            'failed', f'{interrupted}; {dest} had not taken the instance, '
+                      f'so the original is back here as it was',
+            {'vm_state': vm_state, 'power_state': power_state})

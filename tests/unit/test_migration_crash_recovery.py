@@ -1,0 +1,222 @@
+"""A migration's agent killed at a failpoint, on either end, and what its
+restart and the other end make of it: the instance ends up owned by
+exactly one host, both migration records end, nothing is left held.
+
+A kill is modelled in one process: the armed failpoint raises Killed in
+the killed host's code; the loopback bus restarts that host (a new
+manager on the same database and fake hypervisor, whose recovery runs)
+and answers the caller on the other host with a timeout, as the bus does
+when a request's agent died; code of the killed host further up the same
+thread unwinds with Killed too, as if it had never run.
+"""
+
+import threading
+
+import fixtures
+import oslo_messaging
+
+from compute_agent import failpoints
+from tests.fixtures.polling import wait_for
+from tests.unit import test_manager_migrate
+
+
+class Killed(BaseException):
+    """The process of a host died here."""
+
+
+class CrashingPeers(test_manager_migrate.LoopbackPeers):
+    def __init__(self, managers, restart):
+        super().__init__(managers)
+        self._restart = restart
+        self._running_as = threading.local()
+        self.generation = {}   # host -> how many times it was restarted
+
+    def host(self):
+        """The host whose code the calling thread runs."""
+        return getattr(self._running_as, 'host', None)
+
+    def _alive_since(self, host, generation):
+        return self.generation.get(host, 0) == generation
+
+    def as_host(self, host, call, *args, **kwargs):
+        """Run call as host's code. A Killed raised in it restarts host;
+        when the host of the code around it died meanwhile, that code
+        unwinds with Killed."""
+        outer = self.host()
+        generations = (self.generation.get(host, 0),
+                       self.generation.get(outer, 0))
+        self._running_as.host = host
+        try:
+            return call(*args, **kwargs)
+        except Killed:
+            if self._alive_since(host, generations[0]):
+                self.generation[host] = generations[0] + 1
+                self._restart(host)
+            raise
+        finally:
+            self._running_as.host = outer
+            if outer not in (None, host) and \
+                    not self._alive_since(outer, generations[1]):
+                raise Killed(outer)
+
+    def __getattr__(self, method):
+        def call(ctxt, host, *args, timeout=None, alt=None, **kwargs):
+            self.calls.append((host, method))
+            caller = self.host()
+            generation = self.generation.get(caller, 0)
+            try:
+                return self.as_host(host, self._dispatch, host, method,
+                                    ctxt, *args, **kwargs)
+            except Killed:
+                if self._alive_since(caller, generation):
+                    raise oslo_messaging.MessagingTimeout(
+                        f'{host} died before it answered') from None
+                raise
+        return call
+
+    def _dispatch(self, host, method, ctxt, *args, **kwargs):
+        try:
+            return getattr(self._managers[host], method)(ctxt, *args,
+                                                         **kwargs)
+        except oslo_messaging.ExpectedException as wrapped:
+            error = wrapped.exc_info[1]
+            raise oslo_messaging.RemoteError(
+                type(error).__name__, str(error)) from None
+
+
+class CrashTestCase(test_manager_migrate.TwoHostsTestCase):
+    """Arms one failpoint on one host."""
+
+    def setUp(self):
+        self.armed = None   # (host, failpoint)
+        self.killed = threading.Event()
+        super().setUp()
+        self.peers = CrashingPeers(self.managers, self.restart)
+        for host in ('host-a', 'host-b'):
+            self.managers[host] = self._manager(host)
+        self.useFixture(fixtures.MonkeyPatch(
+            'compute_agent.failpoints.reach', self._reach))
+
+    def _manager(self, host):
+        compute = super()._manager(host)
+        work = compute.work
+        real_submit = work.submit
+
+        def submit(*args, **kwargs):
+            run = kwargs['run']
+            kwargs['run'] = lambda: self._background(host, run)
+            return real_submit(*args, **kwargs)
+        work.submit = submit
+        return compute
+
+    def _background(self, host, run):
+        try:
+            self.peers.as_host(host, run)
+        except Killed:
+            pass   # the thread of a dead process
+
+    def _reach(self, name):
+        if self.armed == (self.peers.host(), name):
+            self.armed = None
+            self.killed.set()
+            raise Killed(name)
+
+    def restart(self, host):
+        self.managers[host] = self._manager(host)
+        self.restarted = host
+
+    def call(self, host, method, *args, **kwargs):
+        """A client's request to host."""
+        return self.peers.as_host(
+            host, getattr(self.managers[host], method), self.ctxt, *args,
+            **kwargs)
+
+    def record(self, host, uuid):
+        return self.managers[host].compute._db.get_instance(uuid)
+
+    def migration(self, host, migration_id):
+        return self.managers[host].compute._db.get_migration(migration_id)
+
+    def owners(self, uuid):
+        """Hosts whose own record of the instance says it is there."""
+        return [host for host in ('host-a', 'host-b')
+                if (self.record(host, uuid) or {}).get('host') == host]
+
+    def killed_and_settled(self, uuid, migration_id):
+        """The kill happened, and both ends are done with the migration.
+        """
+        if not self.killed.is_set():
+            return False
+        for host in ('host-a', 'host-b'):
+            record = self.record(host, uuid)
+            if record is not None and record['task_state'] is not None:
+                return False
+            migration = self.migration(host, migration_id)
+            if migration is not None and \
+                    migration['status'] in ('queued', 'preparing',
+                                            'running'):
+                return False
+        return True
+
+    def assert_settled(self, uuid, owner, migration_id, status):
+        self.assertEqual([owner], self.owners(uuid))
+        for host in ('host-a', 'host-b'):
+            record = self.record(host, uuid)
+            if record is not None:
+                self.assertIsNone(record['task_state'], host)
+            migration = self.migration(host, migration_id)
+            if migration is not None:
+                self.assertEqual(status, migration['status'],
+                                 f'{host}: {migration["message"]}')
+            self.assertEqual([], [
+                action for action in self.managers[host].compute._db
+                .list_open_actions()], host)
+        guests_on = [host for host in ('host-a', 'host-b')
+                     if uuid in self.drivers[host].guests]
+        self.assertIn(owner, guests_on)
+
+
+class LiveMigrationCrashTest(CrashTestCase):
+    def _crash(self, host, failpoint, moved):
+        uuid = self.boot()['uuid']
+        self.armed = (host, failpoint)
+        migration = self.call('host-a', 'live_migrate_instance', uuid,
+                              'host-b')
+        wait_for(lambda: self.killed_and_settled(uuid, migration['id']), 10,
+                 'the kill and the settling')
+        owner = 'host-b' if moved else 'host-a'
+        self.assert_settled(uuid, owner, migration['id'],
+                            'completed' if moved else 'failed')
+        self.assertEqual({}, self.managers['host-b'].compute.migrations
+                         ._incoming_holds)
+        if not moved:
+            self.assertNotIn(uuid, self.drivers['host-b'].files)
+        # And it can go (again, or back) from where it is.
+        other = 'host-a' if owner == 'host-b' else 'host-b'
+        again = self.call(owner, 'live_migrate_instance', uuid, other)
+        self.assertEqual('completed', self.wait_final(
+            self.managers[owner], again['id'])['status'])
+
+    def test_source_killed_when_started(self):
+        self._crash('host-a', failpoints.LIVE_SOURCE_STARTED, False)
+
+    def test_source_killed_when_the_destination_was_prepared(self):
+        self._crash('host-a', failpoints.LIVE_SOURCE_DEST_PREPARED, False)
+
+    def test_destination_killed_when_prepared(self):
+        self._crash('host-b', failpoints.LIVE_DEST_PREPARED, False)
+
+    def test_source_killed_when_the_guest_had_moved(self):
+        self._crash('host-a', failpoints.LIVE_SOURCE_MOVED, True)
+
+    def test_source_killed_when_the_destination_had_taken_over(self):
+        self._crash('host-a', failpoints.LIVE_SOURCE_DEST_FINISHED, True)
+
+    def test_source_killed_when_cleaned_up(self):
+        self._crash('host-a', failpoints.LIVE_SOURCE_CLEANED_UP, True)
+
+    def test_destination_killed_when_the_guest_was_defined(self):
+        self._crash('host-b', failpoints.LIVE_DEST_DEFINED, True)
+
+    def test_destination_killed_when_it_had_taken_over(self):
+        self._crash('host-b', failpoints.LIVE_DEST_FINISHED, True)

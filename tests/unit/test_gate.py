@@ -14,6 +14,7 @@ from tools.gate import cli
 from tools.gate import registry
 from tools.gate import report
 from tools.gate import scenarios
+from tools.gate import signal_scenarios
 from tools.gate import unitfile
 from tools.gate.failure import GateFailure
 from tests.unit import base
@@ -23,7 +24,9 @@ REQUIRED_SCENARIOS = (
     'live-migration-sigterm-source', 'live-migration-sigterm-dest',
     'cold-migration-sigterm-source', 'cold-migration-sigterm-dest',
     'revert-resize-sigterm', 'reload-stop-ignoring-acpi',
-    'reload-live-migration-source', 'kill-stop-ignoring-acpi')
+    'reload-live-migration-source', 'kill-stop-ignoring-acpi',
+    'reload-build', 'reload-live-migration-dest',
+    'reload-cold-migration-source', 'reload-revert-resize')
 
 
 def _run(scenario, passed=True, lags=(), failure=None):
@@ -312,3 +315,12 @@ class TestRegistry(base.TestCase):
             self.assertTrue(issubclass(by_name[name], scenarios.Scenario))
             # The base class's run only raises NotImplementedError.
             self.assertIsNot(scenarios.Scenario.run, by_name[name].run)
+
+    def test_a_reload_scenario_is_its_sigterm_twin_reloaded(self):
+        for scenario in signal_scenarios.RELOADED:
+            twin = scenario.__mro__[2]
+            self.assertTrue(twin.name.endswith('sigterm') or
+                            '-sigterm-' in twin.name, twin.name)
+            self.assertIs(twin.run, scenario.run)
+            self.assertIsNot(twin.interrupt, scenario.interrupt)
+            self.assertIn(twin.__doc__.strip(), scenario.__doc__)

@@ -102,19 +102,19 @@ def on_stage(operation, method):
 
 
 class _MigrationScenario(scenarios.Scenario):
-    sigterm = None   # 'source' or 'dest'
+    # The end interrupted ('source' or 'dest'): SIGTERMed, or what the
+    # scenario's interrupt() does instead.
+    sigterm = None
 
     def hosts(self, deployment):
         source = self.pick_host(deployment)
         return source, deployment.other_hosts(source)[0]
 
-    def sigterm_during(self, deployment, host, operation, stage):
+    def interrupt_at(self, deployment, host, operation, stage):
         drain.wait_in_flight(host, operation,
                              where=on_stage(operation, stage))
-        self.sigtermed.append(host.name)
-        return drain.sigterm_and_drain(
-            deployment, host, operation, 'list_instances', {},
-            self.drain_lags, where=on_stage(operation, stage))
+        self.interrupt(deployment, host, operation, 'list_instances', {},
+                       where=on_stage(operation, stage))
 
     def follow(self, deployment, migration, ends):
         follower = MigrationFollower(deployment, migration, ends)
@@ -140,11 +140,11 @@ class _LiveMigrationSigterm(_MigrationScenario):
                                     dest_host=dest.name)
         follower = self.follow(deployment, migration, LIVE_ENDS)
         if self.sigterm == 'source':
-            self.sigterm_during(deployment, source, follower,
-                                'live_migration')
+            self.interrupt_at(deployment, source, follower,
+                              'live_migration')
         else:
-            self.sigterm_during(deployment, dest, follower,
-                                'incoming_live_migration')
+            self.interrupt_at(deployment, dest, follower,
+                              'incoming_live_migration')
         record = dest.rpc.call('get_instance', instance_uuid=instance_uuid)
         guests.expect_record(record, dest, 'active', 'running')
         guests.expect_domain_only_on(deployment, dest, instance_uuid,
@@ -186,10 +186,10 @@ class _ColdMigrationSigterm(_MigrationScenario):
             shutdown_timeout=COLD_SHUTDOWN_TIMEOUT)
         follower = self.follow(deployment, migration, COLD_ENDS)
         if self.sigterm == 'source':
-            self.sigterm_during(deployment, source, follower,
-                                'resize_instance')
+            self.interrupt_at(deployment, source, follower,
+                              'resize_instance')
         elif self.sigterm == 'dest':
-            self.sigterm_during(deployment, dest, follower, 'resize')
+            self.interrupt_at(deployment, dest, follower, 'resize')
         else:
             follower.wait(drain.OPERATION_TIMEOUT)
         record = dest.rpc.call('get_instance', instance_uuid=instance_uuid)
@@ -254,9 +254,7 @@ class RevertResizeSigterm(_ColdMigrationSigterm):
             'revert_resize', migration_id=migration['id'],
             timeout=drain.OPERATION_TIMEOUT)
         drain.wait_in_flight(dest, revert)
-        self.sigtermed.append(dest.name)
-        drain.sigterm_and_drain(deployment, dest, revert, 'list_instances',
-                                {}, self.drain_lags)
+        self.interrupt(deployment, dest, revert, 'list_instances', {})
         guests.expect_record(revert.result, source, 'active', 'running')
         expect(revert.result['flavor']['memory_mb'] == 128,
                f'reverted flavor {revert.result["flavor"]}')

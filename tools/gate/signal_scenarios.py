@@ -3,7 +3,11 @@
 
 A reload must leave the agent alone: the same main process, no restart,
 its reload line in the log, and the operation ends as it would have
-without the signal, with the guest where it should be. A kill is a
+without the signal, with the guest where it should be. Each reload
+scenario is a SIGTERM scenario of tools/gate/scenarios.py or
+migration_scenarios.py with a reload where that SIGTERMs (reloaded()),
+so that every kind of operation the gate drains is also reloaded, with
+the same checks of its outcome. A kill is a
 crash: the unit's Restart=on-failure starts the agent again, and the new
 process settles the instance before it serves anything (no task state
 left, the record agreeing with libvirt, the interrupted action closed
@@ -57,64 +61,27 @@ def reload_during(host, operation):
         f'{"; ".join(changes)}'))
 
 
-class ReloadStopIgnoringAcpi(scenarios.Scenario):
-    """A clean stop of a guest that ignores ACPI, reloaded while the
-    agent waits for it: forced at its timeout, as without the reload."""
+class _ReloadInstead:
+    """Mixed in before a SIGTERM scenario: `systemctl reload` where it
+    would SIGTERM, and the same checks of the outcome. Nothing is held
+    back by a reload, so there is no queued request to check."""
 
-    name = 'reload-stop-ignoring-acpi'
-
-    def run(self, deployment):
-        host = self.pick_host(deployment)
-        instance_uuid = self.boot(deployment, host, honours_acpi=False)
-        guests.wait_until_ready(host, instance_uuid)
-        stop = host.rpc.call_in_background(
-            'stop_instance', instance_uuid=instance_uuid,
-            shutdown_timeout=RELOAD_STOP_TIMEOUT,
-            timeout=drain.OPERATION_TIMEOUT)
-        waiting = drain.is_operation(stop)
-        drain.wait_in_flight(
-            host, stop,
-            where=lambda entry: waiting(entry) and entry.get('power_off'))
-        reload_during(host, stop)
-        power_off = stop.result['last_power_off']
-        expect((power_off['requested'], power_off['result'],
-                power_off['method'], power_off['timeout'])
-               == ('clean', 'forced', 'destroy', RELOAD_STOP_TIMEOUT),
-               f'last_power_off {power_off}; expected clean -> forced, '
-               f'destroy with timeout {RELOAD_STOP_TIMEOUT}')
-        expect(power_off['seconds'] >= RELOAD_STOP_TIMEOUT,
-               f'forced after {power_off["seconds"]} s, before its '
-               f'{RELOAD_STOP_TIMEOUT} s timeout')
-        guests.expect_record(stop.result, host, 'stopped', 'shutdown')
-        guests.expect_domain_only_on(deployment, host, instance_uuid,
-                                     guests.SHUT_OFF)
+    def interrupt(self, deployment, host, operation, queued_method,
+                  queued_kwargs, where=None):
+        reload_during(host, operation)
+        return None
 
 
-class ReloadLiveMigrationSource(migration_scenarios._MigrationScenario):
-    """A live migration, its source reloaded while libvirt moves the
-    guest: it completes on the destination."""
-
-    name = 'reload-live-migration-source'
-
-    def run_migration(self, deployment):
-        source, dest = self.hosts(deployment)
-        instance_uuid = self.boot(deployment, source)
-        guests.wait_until_ready(source, instance_uuid)
-        migration = source.rpc.call('live_migrate_instance',
-                                    instance_uuid=instance_uuid,
-                                    dest_host=dest.name)
-        follower = self.follow(deployment, migration,
-                               migration_scenarios.LIVE_ENDS)
-        drain.wait_in_flight(source, follower,
-                             where=migration_scenarios.on_stage(
-                                 follower, 'live_migration'))
-        reload_during(source, follower)
-        record = dest.rpc.call('get_instance', instance_uuid=instance_uuid)
-        guests.expect_record(record, dest, 'active', 'running')
-        guests.expect_domain_only_on(deployment, dest, instance_uuid,
-                                     guests.RUNNING)
-        migration_scenarios.expect_migration_status(
-            (source, dest), migration, 'completed')
+def reloaded(scenario, name, **overrides):
+    """scenario with a reload in place of its SIGTERM, named name;
+    overrides replace class attributes (e.g. a longer shutdown_timeout)."""
+    doc = (f'{scenario.__doc__.strip()}\n\nReloaded instead of '
+           f'SIGTERMed: the operation ends as it does there, and the same '
+           f'agent process runs on.')
+    return type(scenario.__name__.replace('Sigterm', 'Reload'),
+                (_ReloadInstead, scenario),
+                dict(overrides, name=name, __doc__=doc,
+                     __module__=__name__))
 
 
 class KillStopIgnoringAcpi(scenarios.Scenario):
@@ -172,8 +139,22 @@ class KillStopIgnoringAcpi(scenarios.Scenario):
                                      guests.SHUT_OFF)
 
 
-SCENARIOS = [
-    ReloadStopIgnoringAcpi,
-    ReloadLiveMigrationSource,
+# A reload in the middle of each kind of operation the gate SIGTERMs in
+# the middle of.
+RELOADED = [
+    reloaded(scenarios.BuildSigterm, 'reload-build'),
+    reloaded(scenarios.StopIgnoringAcpiSigterm, 'reload-stop-ignoring-acpi',
+             shutdown_timeout=RELOAD_STOP_TIMEOUT),
+    reloaded(migration_scenarios.LiveMigrationSigtermSource,
+             'reload-live-migration-source'),
+    reloaded(migration_scenarios.LiveMigrationSigtermDest,
+             'reload-live-migration-dest'),
+    reloaded(migration_scenarios.ColdMigrationSigtermSource,
+             'reload-cold-migration-source'),
+    reloaded(migration_scenarios.RevertResizeSigterm,
+             'reload-revert-resize'),
+]
+
+SCENARIOS = RELOADED + [
     KillStopIgnoringAcpi,
 ]

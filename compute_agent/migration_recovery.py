@@ -18,6 +18,13 @@ which kept running, and settles both to one owner:
   left here are removed; a cold migration's original is kept powered off
   for confirm or revert, as after a hand-over.
 
+A confirm or revert killed half-way is finished when its point of no
+return had passed (the destination confirmed; the copy at the
+destination was removed), and otherwise undone, so it can be sent again.
+A cold migration's destination, which runs that flow, settles its own
+part: completed once the instance arrived here, else failed with what
+the copy left here removed.
+
 When the other end cannot be reached, nothing is guessed: the migration
 is error, and the instance settles from what libvirt says here.
 """
@@ -73,7 +80,7 @@ def take_over_at_destination(peers_api, ctxt, migration, record):
             destination_xml=migration['details'].get('destination_xml'))
 
 
-class SourceMigrationRecovery:
+class MigrationRecovery:
     def __init__(self, host, driver, database, peers_api):
         self._host = host
         self._driver = driver
@@ -81,34 +88,45 @@ class SourceMigrationRecovery:
         self._peers = peers_api
 
     def settle(self, migration, interrupted):
-        """A Settled for a migration this host is the source of, or None
-        when it is not one this class settles. interrupted: what the
-        migration's message says happened to it."""
-        if self._peers is None or migration['source_host'] != self._host:
+        """A Settled for a migration of this host's, or None when this
+        class leaves it to the generic settling (error). interrupted:
+        what the migration's message says happened to it."""
+        if self._peers is None:
             return None
-        record = self._db.get_instance(migration['instance_uuid'])
-        if record is None or record['host'] != self._host:
+        step = self._step(migration)
+        if step is None:
             return None
-        ctxt = rpcapi.new_context()
         try:
-            if migration['kind'] in checks.LIVE and \
-                    record['task_state'] == 'migrating':
-                return self._live(ctxt, migration, record, interrupted)
-            if migration['kind'] in checks.COLD and \
-                    migration['status'] == 'running' and \
-                    record['task_state'] == 'resize_migrating':
-                return self._cold(ctxt, migration, record, interrupted)
+            return step(rpcapi.new_context(), migration, interrupted)
         except exception.MigrationError as error:
-            LOG.error('Migration %s: could not settle it with %s at '
-                      'restart: %s', migration['id'], migration['dest_host'],
-                      error)
+            LOG.error('Migration %s: could not settle it with the other '
+                      'end at restart: %s', migration['id'], error)
             return Settled('error', f'{interrupted}; at restart {error}; '
                                     f'check the instance on both hosts')
+
+    def _step(self, migration):
+        """The method that settles migration here, if any."""
+        record = self._db.get_instance(migration['instance_uuid']) or {}
+        task, status = record.get('task_state'), migration['status']
+        mine = record.get('host') == self._host
+        if migration['source_host'] == self._host:
+            if migration['kind'] in checks.LIVE:
+                return self._live if mine and task == 'migrating' else None
+            return {'running': self._cold if mine and
+                    task == 'resize_migrating' else None,
+                    'confirming': self._confirming,
+                    'reverting': self._reverting_at_source}.get(status)
+        if migration['kind'] in checks.COLD:
+            if status in checks.ARRIVING:
+                return self._arriving
+            if status == 'reverting':
+                return self._reverting_at_destination
         return None
 
     # -- live migration -----------------------------------------------------
 
-    def _live(self, ctxt, migration, record, interrupted):
+    def _live(self, ctxt, migration, interrupted):
+        record = self._db.get_instance(migration['instance_uuid'])
         uuid, dest = record['uuid'], migration['dest_host']
         power_state = self._driver.get_power_state(uuid)
         if power_state == virt_driver.RUNNING:
@@ -150,7 +168,8 @@ class SourceMigrationRecovery:
 
     # -- cold migration and resize -------------------------------------------
 
-    def _cold(self, ctxt, migration, record, interrupted):
+    def _cold(self, ctxt, migration, interrupted):
+        record = self._db.get_instance(migration['instance_uuid'])
         uuid, dest = record['uuid'], migration['dest_host']
         was_running = record['power_state'] == virt_driver.RUNNING
         if destination_owns(self._peers, ctxt, migration) is not None:
@@ -174,3 +193,90 @@ class SourceMigrationRecovery:
             'failed', f'{interrupted}; {dest} had not taken the instance, '
                       f'so the original is back here as it was',
             {'vm_state': vm_state, 'power_state': power_state})
+
+    def _confirming(self, ctxt, migration, interrupted):
+        """Confirm, on the source: the destination confirms first; the
+        original goes once it has."""
+        dest = migration['dest_host']
+        if peer_status(self._peers, ctxt, dest, migration) != 'confirmed':
+            return Settled('completed', f'{interrupted}; {dest} had not '
+                                        f'confirmed it: confirm it again')
+        self._driver.confirm_migration(
+            migration['instance_uuid'],
+            migration['details'].get('shared_storage', False))
+        return Settled('confirmed', f'{interrupted}; {dest} had confirmed '
+                                    f'it, so the original was removed here')
+
+    def _reverting_at_source(self, ctxt, migration, interrupted):
+        """finish_revert_resize, on the source: the destination removed
+        its copy before it asked, so the original is the only one left:
+        restart it (see ResizeSource.finish_revert_resize)."""
+        uuid, details = migration['instance_uuid'], migration['details']
+        self._driver.finish_revert_migration(uuid,
+                                             details.get('power_on', True))
+        old = details['old_flavor']
+        return Settled(
+            'reverted', f'{interrupted}; {migration["dest_host"]} had '
+                        f'removed its copy, so the original was restarted '
+                        f'here',
+            {'host': self._host, 'vm_state': details.get('vm_state', ACTIVE),
+             'power_state': self._driver.get_power_state(uuid),
+             'vcpus': old['vcpus'], 'memory_mb': old['memory_mb']})
+
+    # -- the destination of a cold migration or resize -----------------------
+
+    def _arriving(self, ctxt, migration, interrupted):
+        uuid = migration['instance_uuid']
+        record = self._db.get_instance(uuid)
+        if record is not None and record['host'] == self._host:
+            return Settled('completed', f'{interrupted}; the instance had '
+                                        f'arrived here: confirm or revert '
+                                        f'it')
+        shared = migration['details'].get('shared_storage')
+        if shared is not None:
+            # Only what finish_resize defined, or (not shared) the copy.
+            self._driver.revert_migration_at_destination(uuid, shared)
+        return Settled('failed', f'{interrupted}; the instance had not '
+                                 f'arrived here, so it stays on '
+                                 f'{migration["source_host"]}')
+
+    def _reverting_at_destination(self, ctxt, migration, interrupted):
+        """revert_resize, on the destination: it removes its copy, moves
+        the record back and has the source restart the original."""
+        uuid, source = migration['instance_uuid'], migration['source_host']
+        record = self._db.get_instance(uuid)
+        power_state = self._driver.get_power_state(uuid)
+        if record['host'] == self._host and \
+                power_state != virt_driver.NOSTATE:
+            return Settled('completed', f'{interrupted}; the copy here was '
+                                        f'still there: revert it again',
+                           {'vm_state': RESIZED,
+                            'power_state': power_state})
+        self._driver.revert_migration_at_destination(
+            uuid, migration['details'].get('shared_storage', False))
+        if peer_status(self._peers, ctxt, source, migration) != 'reverted':
+            with peers.calling(source, 'restart the original'):
+                self._peers.finish_revert_resize(
+                    ctxt, source, migration_id=migration['id'])
+        return Settled('reverted', f'{interrupted}; the copy here was '
+                                   f'removed and the original runs on '
+                                   f'{source} again',
+                       {'host': source})
+
+
+def peer_status(peers_api, ctxt, host, migration):
+    """The status of the migration in host's record of it."""
+    with peers.calling(host, f'report migration {migration["id"]}'):
+        return peers_api.get_migration(
+            ctxt, host, migration['id'],
+            timeout=rpcapi.PEER_CHECK_TIMEOUT)['status']
+
+
+def peer_has_status(peers_api, ctxt, host, migration, status):
+    """Whether host's record of the migration has status; False when
+    host cannot say."""
+    try:
+        return peer_status(peers_api, ctxt, host, migration) == status
+    except exception.MigrationError as error:
+        LOG.warning('Migration %s: %s', migration['id'], error)
+        return False

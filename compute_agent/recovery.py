@@ -38,7 +38,7 @@ class RestartRecovery:
         self._driver = driver
         self._db = database
         self._images = image_store
-        self._sources = migration_recovery.SourceMigrationRecovery(
+        self._sources = migration_recovery.MigrationRecovery(
             host, driver, database, peers_api)
 
     def settle(self):

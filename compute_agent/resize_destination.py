@@ -27,6 +27,7 @@ import uuid as uuidlib
 from compute_agent import exception
 from compute_agent import failpoints
 from compute_agent import migration_checks as checks
+from compute_agent import migration_recovery
 from compute_agent import operations
 from compute_agent import peers
 from compute_agent import rpcapi
@@ -211,6 +212,23 @@ class ResizeDestination:
             LOG.exception('Could not remove what the failed migration %s '
                           'left of instance %s', migration['id'], uuid)
 
+    def _revert_at_source(self, ctxt, migration):
+        source = migration['source_host']
+        try:
+            with peers.calling(source, 'restart the original'):
+                return self._peers.finish_revert_resize(
+                    ctxt, source, migration_id=migration['id'])
+        except exception.MigrationError as error:
+            # Its answer may be lost (its agent restarted, and finished
+            # the revert at its restart): its record says.
+            if not migration_recovery.peer_has_status(
+                    self._peers, ctxt, source, migration, 'reverted'):
+                raise error
+        with peers.calling(source, 'describe the reverted instance'):
+            return self._peers.get_instance(
+                ctxt, source, migration['instance_uuid'],
+                timeout=rpcapi.PEER_CHECK_TIMEOUT)
+
     # -- confirm or revert ----------------------------------------------------
 
     def finish_confirm_resize(self, ctxt, migration_id):
@@ -257,9 +275,7 @@ class ResizeDestination:
                 operation.finish(host=source)
                 failpoints.reach(failpoints.REVERT_DEST_RECORD_MOVED)
                 try:
-                    with peers.calling(source, 'restart the original'):
-                        original = self._peers.finish_revert_resize(
-                            ctxt, source, migration_id=migration['id'])
+                    original = self._revert_at_source(ctxt, migration)
                 except exception.MigrationError as error:
                     self._db.update_migration(migration['id'],
                                               status='error',

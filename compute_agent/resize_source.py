@@ -12,6 +12,7 @@ import logging
 from compute_agent import exception
 from compute_agent import failpoints
 from compute_agent import migration_checks as checks
+from compute_agent import migration_recovery
 from compute_agent import peers
 from compute_agent.virt import driver as virt_driver
 from compute_agent.vm_states import ACTIVE, RESIZED, STOPPED
@@ -116,13 +117,11 @@ class ResizeSource:
         claimed = self._migrations.claim_status(migration, 'completed',
                                                 'confirming', 'confirmed')
         failpoints.reach(failpoints.CONFIRM_SOURCE_STARTED)
-        uuid, dest = migration['instance_uuid'], migration['dest_host']
+        uuid = migration['instance_uuid']
         try:
             # The destination checks its side first: the original is
             # removed only once the instance there is confirmed.
-            with peers.calling(dest, 'confirm the migrated instance'):
-                self._peers.finish_confirm_resize(
-                    ctxt, dest, migration_id=migration['id'])
+            self._confirm_at_destination(ctxt, migration)
             failpoints.reach(failpoints.CONFIRM_SOURCE_DEST_CONFIRMED)
             self._driver.confirm_migration(
                 uuid, claimed['details'].get('shared_storage', False))
@@ -135,6 +134,19 @@ class ResizeSource:
                  migration['kind'], migration['id'], uuid)
         return self._db.update_migration(migration['id'],
                                          status='confirmed')
+
+    def _confirm_at_destination(self, ctxt, migration):
+        dest = migration['dest_host']
+        try:
+            with peers.calling(dest, 'confirm the migrated instance'):
+                self._peers.finish_confirm_resize(
+                    ctxt, dest, migration_id=migration['id'])
+        except exception.MigrationError as error:
+            # Its answer may be lost (its agent restarted after it
+            # confirmed): its record says.
+            if not migration_recovery.peer_has_status(
+                    self._peers, ctxt, dest, migration, 'confirmed'):
+                raise error
 
     def finish_revert_resize(self, ctxt, migration_id):
         migration = self._migrations.own_completed_cold(

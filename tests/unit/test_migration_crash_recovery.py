@@ -220,3 +220,142 @@ class LiveMigrationCrashTest(CrashTestCase):
 
     def test_destination_killed_when_it_had_taken_over(self):
         self._crash('host-b', failpoints.LIVE_DEST_FINISHED, True)
+
+
+class ColdMigrationCrashTest(CrashTestCase):
+    """prep_resize at host-b (the destination), from host-a."""
+
+    def _resize(self, uuid):
+        migration = self.call('host-b', 'prep_resize', uuid,
+                              {'vcpus': 2, 'memory_mb': 256}, 'host-a')
+        wait_for(lambda: self.killed_and_settled(uuid, migration['id']), 10,
+                 'the kill and the settling')
+        return migration
+
+    def _crash(self, host, failpoint, arrived):
+        uuid = self.boot()['uuid']
+        self.armed = (host, failpoint)
+        migration = self._resize(uuid)
+        if not arrived:
+            self.assert_settled(uuid, 'host-a', migration['id'], 'failed')
+            record = self.record('host-a', uuid)
+            self.assertEqual(('active', 'running'),
+                             (record['vm_state'], record['power_state']))
+            self.assertNotIn(uuid, self.drivers['host-b'].guests)
+            # It can be resized again.
+            again = self._resize(uuid)
+            self.assertEqual('completed', self.migration(
+                'host-b', again['id'])['status'])
+            return
+        self.assert_settled(uuid, 'host-b', migration['id'], 'completed')
+        self.assertEqual('resized', self.record('host-b', uuid)['vm_state'])
+        self.assertEqual(('host-b', 'resized'), (
+            lambda r: (r['host'], r['vm_state']))(
+                self.record('host-a', uuid)))
+        # And it can be confirmed.
+        self.call('host-a', 'confirm_resize', migration['id'])
+        self.assertEqual('active', self.record('host-b', uuid)['vm_state'])
+        self.assertNotIn(uuid, self.drivers['host-a'].guests)
+
+    def test_destination_killed_when_started(self):
+        self._crash('host-b', failpoints.RESIZE_DEST_STARTED, False)
+
+    def test_source_killed_when_claimed(self):
+        self._crash('host-a', failpoints.RESIZE_SOURCE_CLAIMED, False)
+
+    def test_source_killed_when_powered_off(self):
+        self._crash('host-a', failpoints.RESIZE_SOURCE_POWERED_OFF, False)
+
+    def test_source_killed_when_the_disk_was_copied(self):
+        self._crash('host-a', failpoints.RESIZE_SOURCE_DISK_COPIED, False)
+
+    def test_destination_killed_when_the_disk_was_copied(self):
+        self._crash('host-b', failpoints.RESIZE_DEST_DISK_COPIED, False)
+
+    def test_destination_killed_when_the_guest_was_defined(self):
+        self._crash('host-b', failpoints.RESIZE_DEST_DEFINED, False)
+
+    def test_source_killed_when_the_destination_had_started_it(self):
+        self._crash('host-a', failpoints.RESIZE_SOURCE_DEST_FINISHED, True)
+
+    def test_destination_killed_when_handed_over(self):
+        self._crash('host-b', failpoints.RESIZE_DEST_HANDED_OVER, True)
+
+
+class ConfirmRevertCrashTest(CrashTestCase):
+    def setUp(self):
+        super().setUp()
+        self.uuid = self.boot()['uuid']
+        migration = self.call('host-b', 'prep_resize', self.uuid,
+                              {'vcpus': 2, 'memory_mb': 256}, 'host-a')
+        self.migration_id = self.wait_final(self.b, migration['id'])['id']
+
+    def _interrupt(self, host, failpoint, caller, method):
+        self.armed = (host, failpoint)
+        try:
+            self.call(caller, method, self.migration_id)
+        except (Killed, oslo_messaging.ExpectedException):
+            pass   # the caller's agent died, or answered an error
+        self.assertTrue(self.killed.is_set())
+        wait_for(lambda: self.killed_and_settled(self.uuid,
+                                                 self.migration_id),
+                 10, 'the settling')
+
+    def _assert_confirmed(self):
+        self.assert_settled(self.uuid, 'host-b', self.migration_id,
+                            'confirmed')
+        self.assertEqual('active', self.record('host-b', self.uuid)[
+            'vm_state'])
+        self.assertNotIn(self.uuid, self.drivers['host-a'].guests)
+
+    def _assert_reverted(self):
+        self.assert_settled(self.uuid, 'host-a', self.migration_id,
+                            'reverted')
+        self.assertEqual(('active', 'running', 1), (
+            lambda r: (r['vm_state'], r['power_state'], r['flavor'][
+                'vcpus']))(self.record('host-a', self.uuid)))
+        self.assertNotIn(self.uuid, self.drivers['host-b'].guests)
+
+    def _confirm(self, host, failpoint):
+        self._interrupt(host, failpoint, 'host-a', 'confirm_resize')
+        if self.migration('host-a', self.migration_id)['status'] == \
+                'completed':
+            self.call('host-a', 'confirm_resize', self.migration_id)
+        self._assert_confirmed()
+
+    def _revert(self, host, failpoint):
+        self._interrupt(host, failpoint, 'host-b', 'revert_resize')
+        if self.migration('host-b', self.migration_id)['status'] == \
+                'completed':
+            self.call('host-b', 'revert_resize', self.migration_id)
+        self._assert_reverted()
+
+    def test_confirm_source_killed_when_started(self):
+        self._confirm('host-a', failpoints.CONFIRM_SOURCE_STARTED)
+
+    def test_confirm_source_killed_when_the_destination_confirmed(self):
+        self._confirm('host-a', failpoints.CONFIRM_SOURCE_DEST_CONFIRMED)
+
+    def test_confirm_source_killed_when_the_original_was_removed(self):
+        self._confirm('host-a', failpoints.CONFIRM_SOURCE_REMOVED)
+
+    def test_confirm_destination_killed_when_claimed(self):
+        self._confirm('host-b', failpoints.CONFIRM_DEST_CLAIMED)
+
+    def test_revert_destination_killed_when_started(self):
+        self._revert('host-b', failpoints.REVERT_DEST_STARTED)
+
+    def test_revert_destination_killed_when_its_copy_was_removed(self):
+        self._revert('host-b', failpoints.REVERT_DEST_REMOVED)
+
+    def test_revert_destination_killed_when_the_record_moved(self):
+        self._revert('host-b', failpoints.REVERT_DEST_RECORD_MOVED)
+
+    def test_revert_destination_killed_when_the_source_restarted(self):
+        self._revert('host-b', failpoints.REVERT_DEST_SOURCE_RESTARTED)
+
+    def test_revert_source_killed_when_started(self):
+        self._revert('host-a', failpoints.REVERT_SOURCE_STARTED)
+
+    def test_revert_source_killed_when_restarted(self):
+        self._revert('host-a', failpoints.REVERT_SOURCE_RESTARTED)

@@ -26,7 +26,8 @@ REQUIRED_SCENARIOS = (
     'revert-resize-sigterm', 'reload-stop-ignoring-acpi',
     'reload-live-migration-source', 'kill-stop-ignoring-acpi',
     'reload-build', 'reload-live-migration-dest',
-    'reload-cold-migration-source', 'reload-revert-resize')
+    'reload-cold-migration-source', 'reload-revert-resize',
+    'stop-guest-agent-sigterm')
 
 
 def _run(scenario, passed=True, lags=(), failure=None):

@@ -156,6 +156,8 @@ class CrashTestCase(test_manager_migrate.TwoHostsTestCase):
                     migration['status'] in ('queued', 'preparing',
                                             'running'):
                 return False
+            if self.managers[host].compute._db.list_open_actions():
+                return False   # the restart has not closed them yet
         return True
 
     def assert_settled(self, uuid, owner, migration_id, status):

@@ -27,7 +27,7 @@ REQUIRED_SCENARIOS = (
     'reload-live-migration-source', 'kill-stop-ignoring-acpi',
     'reload-build', 'reload-live-migration-dest',
     'reload-cold-migration-source', 'reload-revert-resize',
-    'stop-guest-agent-sigterm')
+    'stop-guest-agent-sigterm', 'host-shutdown-live-migration-source')
 
 
 def _run(scenario, passed=True, lags=(), failure=None):

@@ -1,9 +1,10 @@
 """Two hypervisor hosts on one machine.
 
-A private RabbitMQ; for each of host-a and host-b a private libvirtd (own
-mount namespace, host UUID and migration ports) and a real systemd of
-its own (tests/fixtures/systemd.py) running the shipped
-compute-agent.service (tools/gate/systemd_agent.py); an RPC client per
+A private RabbitMQ; for each of host-a and host-b a real systemd of its
+own (tests/fixtures/systemd.py) running a private libvirtd (own
+directories, host UUID and migration ports) as libvirtd.service
+(tools/gate/libvirtd_unit.py) and the shipped compute-agent.service
+(tools/gate/systemd_agent.py), ordered after it; an RPC client per
 agent that notes when every reply arrived, which is how drain lags are
 measured from outside the agent. Everything stays up across the runs of
 a gate job; agents are started again after each stop.
@@ -23,6 +24,7 @@ from tests.fixtures import rpc
 from tests.fixtures import cgroups
 from tests.fixtures import systemd
 from tests.realguest import libvirtd
+from tools.gate import libvirtd_unit
 from tools.gate import systemd_agent
 
 HOST_NAMES = ('host-a', 'host-b')
@@ -114,7 +116,7 @@ class RecordingClient:
 @dataclasses.dataclass
 class Host:
     name: str
-    libvirtd: libvirtd.PrivateLibvirtd
+    libvirtd: libvirtd_unit.LibvirtdUnit
     systemd: systemd.PrivateSystemd
     agent: systemd_agent.SystemdAgent
     rpc: RecordingClient
@@ -149,23 +151,25 @@ class Deployment(fixtures.Fixture):
             self.hosts[name] = self._start_host(name)
 
     def _start_host(self, name):
-        hypervisor = self.useFixture(libvirtd.PrivateLibvirtd(
-            name, base_dir=os.path.join(self.workdir, 'libvirt')))
         host_dir = os.path.join(self.workdir, name)
+        host_systemd = systemd.PrivateSystemd(name, base_dir=host_dir)
+        self.cgroup_names.append(host_systemd.cgroup_name)
+        self.useFixture(host_systemd)
+        # Its guests are destroyed and it is stopped after the agent, and
+        # before the host's systemd goes with whatever QEMU is left.
+        hypervisor = self.useFixture(libvirtd_unit.LibvirtdUnit(
+            name, host_systemd, os.path.join(self.workdir, 'libvirt')))
         state_path = os.path.join(host_dir, 'state')
         # The unit's StateDirectory= creates the default state_path; each
         # agent here has its own.
         os.makedirs(state_path, exist_ok=True)
         config_file = os.path.join(host_dir, 'compute-agent.conf')
         self._write_config(config_file, name, state_path, hypervisor.uri)
-        host_systemd = systemd.PrivateSystemd(name, base_dir=host_dir)
-        self.cgroup_names.append(host_systemd.cgroup_name)
-        self.useFixture(host_systemd)
         agent = systemd_agent.SystemdAgent(
             host_systemd, self.executable, config_file,
             os.path.join(host_dir, 'journal.log'))
-        # Stopped like any service (it drains), before its systemd and
-        # then libvirtd go.
+        # Stopped like any service (it drains), before libvirtd and then
+        # its systemd go.
         self.addCleanup(agent.stop)
         agent.start()
         client = self.useFixture(rpc.AgentRPCClient(
@@ -201,9 +205,11 @@ class Deployment(fixtures.Fixture):
         return [other for other in self.hosts.values() if other is not host]
 
     def recover(self):
-        """Every agent running and ready again, whatever a failed run
-        left behind: a hung agent is killed first."""
+        """Every host's libvirtd and agent running and ready again,
+        whatever a failed run left behind: a hung agent is killed
+        first."""
         for host in self.hosts.values():
+            host.libvirtd.recover()
             host.agent.recover()
 
     def supervisor(self):

@@ -49,6 +49,8 @@ OPERATION_TIMEOUT = 240
 # How long the request queued during the drain may wait for the restart.
 QUEUED_TIMEOUT = 300
 STATUS_TIMEOUT = 10
+# How long a unit stopped with the agent may take once the agent is gone.
+STOPPED_WITH_TIMEOUT = 90
 _DRAINING_STATUS = re.compile(r'draining: (\d+) operation')
 
 
@@ -119,14 +121,17 @@ def _check_status_on_alt(host, operation, where):
 
 def sigterm_and_drain(deployment, host, operation, queued_method,
                       queued_kwargs, lags, where=None,
-                      timeout=OPERATION_TIMEOUT):
+                      timeout=OPERATION_TIMEOUT, stopped_with=()):
     """SIGTERM host's agent while operation runs; check the drain (see the
     module docstring). where picks the operation's in-flight entry on
     host (default: is_operation). Each measured lag is appended to lags,
-    so that a run that fails a later check still reports it."""
+    so that a run that fails a later check still reports it. Units named
+    in stopped_with are stopped in the same systemctl transaction (a host
+    shutdown), and waited for before the agent is started again (which
+    starts those it wants)."""
     where = where or is_operation(operation)
     agent = host.agent
-    run = agent.sigterm()
+    run = agent.sigterm(*stopped_with)
     in_flight = _wait_for_draining_status(agent)
     expect(in_flight >= 1, f'{host.name} reported draining with '
                            f'{in_flight} operations in flight')
@@ -174,6 +179,10 @@ def sigterm_and_drain(deployment, host, operation, queued_method,
     waiting = deployment.broker.queue_depth(host.compute_queue())
     expect(waiting >= 1, f'nothing waits on {host.compute_queue()} after '
                          f'the exit: {queued_method} was lost')
+    for unit in stopped_with:
+        agent.systemd.wait_for_state(
+            unit, STOPPED_WITH_TIMEOUT,
+            ActiveState=lambda state: state in STOPPED)
 
     ready = agent.start()
     try:

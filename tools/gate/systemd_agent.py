@@ -113,11 +113,13 @@ class SystemdAgent:
             output_offset=offset)
         return self.run
 
-    def sigterm(self):
-        """systemctl stop, not waited for: SIGTERM to the main process."""
+    def sigterm(self, *also_stopped):
+        """systemctl stop, not waited for: SIGTERM to the main process.
+        Units named in also_stopped are stopped in the same transaction,
+        as a host shutdown does, in the order their After= gives."""
         run = self.run
         run.stop_requested = time.monotonic()
-        self.systemd.systemctl('--no-block', 'stop', UNIT)
+        self.systemd.systemctl('--no-block', 'stop', UNIT, *also_stopped)
         return run
 
     def wait_exit(self):

@@ -27,6 +27,8 @@ MIGRATION_IN_PROGRESS = ('queued', 'preparing', 'running', 'confirming',
 # A shelve or an offload snapshots the guest's disk before it removes
 # anything; these tasks settle to what that snapshot allows.
 SHELVE_TASKS = ('shelving', 'shelving_offloading')
+# An unshelve settles to where it started until the guest runs again.
+UNSHELVE_TASK = 'unshelving'
 
 
 class RestartRecovery:
@@ -104,6 +106,8 @@ class RestartRecovery:
         half_done = ''
         shelved = (self._shelve_outcome(record, power_state)
                    if task in SHELVE_TASKS else None)
+        unshelved = (self._unshelve_outcome(record, power_state)
+                     if task == UNSHELVE_TASK else None)
         if task == 'deleting':
             self._driver.delete(uuid)
             self._images.delete_all_of(uuid)
@@ -113,6 +117,8 @@ class RestartRecovery:
             values = shelved
             half_done = (f'; {task} had kept the disk as snapshot '
                          f'{shelved["snapshot_id"]}')
+        elif unshelved is not None:
+            values, half_done = unshelved
         elif record['vm_state'] in (BUILDING, RESCUED, SHELVED,
                                     SHELVED_OFFLOADED) or \
                 task in ('rescuing', 'unrescuing'):
@@ -157,6 +163,30 @@ class RestartRecovery:
             return {'vm_state': SHELVED, 'power_state': power_state,
                     'snapshot_id': snapshot_id}
         return None
+
+    def _unshelve_outcome(self, record, power_state):
+        """(values, what it says) for an interrupted unshelve, or None
+        when there is nothing to stand on (no snapshot left, and the
+        guest not back). A guest back up is active, its snapshot dropped
+        as the unshelve would have; one not yet back is shelved again
+        (defined and off) or shelved_offloaded (gone), still naming its
+        snapshot, so that unshelve can be run again."""
+        snapshot_id = record['snapshot_id']
+        if power_state == virt_driver.RUNNING:
+            if snapshot_id:
+                self._images.delete(snapshot_id)
+            return ({'vm_state': ACTIVE, 'power_state': power_state,
+                     'snapshot_id': None},
+                    '; unshelve had booted it, so its snapshot is dropped')
+        if not snapshot_id or self._images.get(snapshot_id) is None:
+            return None
+        vm_state = {virt_driver.NOSTATE: SHELVED_OFFLOADED,
+                    virt_driver.SHUTDOWN: SHELVED}.get(power_state)
+        if vm_state is None:
+            return None
+        return ({'vm_state': vm_state, 'power_state': power_state},
+                f'; unshelve had not booted it, snapshot {snapshot_id} is '
+                f'kept and it can be unshelved again')
 
     def _close_actions(self, recovered):
         """Close every open action record. All are stale: the database is

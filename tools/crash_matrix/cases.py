@@ -35,6 +35,8 @@ import re
 import shutil
 import subprocess
 
+import oslo_messaging
+
 from compute_agent import failpoints
 from tools.gate import guests
 
@@ -180,6 +182,9 @@ class SingleHostCase(Case):
     arguments = {}
     target = None
     retry_from = {}
+    # Run again even when recovery left the target state (which may be
+    # the state the operation started from).
+    always_retry = False
 
     def prepare(self):
         self.instance_uuid = self.boot(self.source,
@@ -193,7 +198,7 @@ class SingleHostCase(Case):
 
     def resume(self):
         record = self.record()
-        if record['vm_state'] == self.target:
+        if record['vm_state'] == self.target and not self.always_retry:
             return f'already {self.state_of(record)}, nothing to retry'
         steps = self.retry_from.get(record['vm_state'],
                                     ((self.method, self.arguments),))
@@ -201,10 +206,18 @@ class SingleHostCase(Case):
             raise CaseFailure(f'nothing takes {self.state_of(record)} to '
                               f'{self.target}')
         for method, arguments in steps:
-            record = self.call(method, **arguments)
+            try:
+                record = self.call(method, **arguments)
+            except oslo_messaging.RemoteError as error:
+                raise CaseFailure(
+                    f'{method} from {self.state_of(record)}: '
+                    f'{error.exc_type}: {error.value}') from None
         self.expect_state(record, self.target)
-        verbs = ', '.join(method for method, _ in steps)
-        return f'ran {verbs}: {self.state_of(record)}'
+        ran = ', then '.join(
+            ' '.join([method] + [f'{name}={value}'
+                                 for name, value in arguments.items()])
+            for method, arguments in steps)
+        return f'ran {ran}: {self.state_of(record)}'
 
 
 class BuildCase(Case):
@@ -256,12 +269,14 @@ class PowerOffCase(StopCase):
 
 
 class RebootCase(SingleHostCase):
-    """Retried as a hard reboot, which needs no ready guest and also
+    """Retried as a hard reboot, which needs no ready guest (the soft
+    one's ACPI press would be lost on a guest still booting) and also
     takes a stopped one."""
 
     operation = 'soft-reboot'
     method = 'reboot_instance'
     target = 'active'
+    always_retry = True
     retry_from = {'active': (('reboot_instance', {'reboot_type': 'HARD'}),),
                   'stopped': (('reboot_instance',
                                {'reboot_type': 'HARD'}),)}

@@ -4,6 +4,8 @@
 #   sudo tools/run-tests.sh             every suite CI runs, then the
 #                                       gate job (report in $GATE_REPORT,
 #                                       default build/gate/report.json)
+#                                       and a sample of the crash matrix
+#                                       (build/crash-matrix/report.json)
 #   sudo tools/run-tests.sh -e py3      just the named tox environments
 #
 # Installs the system dependencies and a tox venv first (tools/
@@ -38,6 +40,13 @@ echo "run-tests: .venv/bin/tox -e $envs"
 .venv/bin/tox -e "$envs" || status=$?
 echo "run-tests: .venv/bin/tox -e gate -- --repeat 1 --report $GATE_REPORT"
 .venv/bin/tox -e gate -- --repeat 1 --report "$GATE_REPORT" || status=$?
+# A sample of the crash matrix, rotating daily through its failpoints
+# (about 25 s a case, 40 s for two-host ones: at most ~6 minutes).
+CRASH_MATRIX_REPORT=build/crash-matrix/report.json
+echo "run-tests: .venv/bin/tox -e crash-matrix -- --sample 10 --report" \
+     "$CRASH_MATRIX_REPORT"
+.venv/bin/tox -e crash-matrix -- --sample 10 \
+    --report "$CRASH_MATRIX_REPORT" || status=$?
 if ((status != 0)); then
     # The suites' own output is long: repeat what failed at the end.
     echo "run-tests: FAILED (exit $status). Failing tests of the stestr suites:"
@@ -47,5 +56,7 @@ if ((status != 0)); then
          "(its subunit stream in build/faults/last.subunit)"
     echo "run-tests: the gate's failures, if any, are in its table above" \
          "and in $GATE_REPORT"
+    echo "run-tests: unsafe crash-matrix rows, if any, are in its table" \
+         "above and in $CRASH_MATRIX_REPORT"
 fi
 exit "$status"

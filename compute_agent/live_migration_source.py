@@ -133,9 +133,12 @@ class LiveMigrationSource:
                     uuid, [instance_events.event_key(*e) for e in events])
                 with peers.calling(dest, 'prepare for the instance'):
                     prepared = True
-                    destination_xml = self._peers.pre_live_migration(
-                        ctxt, dest, instance=record, migration=migration,
-                        migratable_xml=xml, block_migration=block)
+                    destination_xml = peers.call_watched(
+                        self._peers, ctxt, dest, 'pre_live_migration',
+                        lambda: self._peers.pre_live_migration(
+                            ctxt, dest, instance=record,
+                            migration=migration, migratable_xml=xml,
+                            block_migration=block))
                 failpoints.reach(failpoints.LIVE_SOURCE_DEST_PREPARED)
                 self._events.wait_for(waiter, 'live-migrate', uuid)
                 # Kept for a restart, which may have to ask the
@@ -162,9 +165,13 @@ class LiveMigrationSource:
         if prepared:
             try:
                 with peers.calling(dest, 'roll the migration back'):
-                    self._peers.rollback_live_migration_at_destination(
-                        ctxt, dest, instance_uuid=uuid,
-                        migration_id=migration['id'], reason=message)
+                    peers.call_watched(
+                        self._peers, ctxt, dest,
+                        'rollback_live_migration_at_destination',
+                        lambda: self._peers
+                        .rollback_live_migration_at_destination(
+                            ctxt, dest, instance_uuid=uuid,
+                            migration_id=migration['id'], reason=message))
             except exception.MigrationError as rollback_error:
                 LOG.error('Live migration %s: %s; clean the destination up '
                           'by hand', migration['id'], rollback_error)
@@ -190,9 +197,12 @@ class LiveMigrationSource:
         uuid, dest = record['uuid'], migration['dest_host']
         try:
             with peers.calling(dest, 'take the migrated instance over'):
-                self._peers.post_live_migration_at_destination(
-                    ctxt, dest, instance=record, migration=migration,
-                    destination_xml=destination_xml)
+                peers.call_watched(
+                    self._peers, ctxt, dest,
+                    'post_live_migration_at_destination',
+                    lambda: self._peers.post_live_migration_at_destination(
+                        ctxt, dest, instance=record, migration=migration,
+                        destination_xml=destination_xml))
         except exception.MigrationError as first_error:
             error = self._take_over_again(ctxt, migration, record,
                                           first_error)

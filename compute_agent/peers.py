@@ -6,11 +6,25 @@ on the bus.
 """
 
 import contextlib
+import threading
 
 import oslo_messaging
 
 from compute_agent import exception
 from compute_agent import rpcapi
+
+# How often a step waiting on another agent asks whether that agent still
+# works on it, and how many answers in a row that it does not make the
+# request lost. The request is taken off the broker before a status
+# request sent after it, so one such answer means it was answered or
+# lost; the second, an interval later with still no answer, that it was
+# lost (the agent restarted since it took it).
+WATCH_INTERVAL = 5.0
+WATCH_MISSES = 2
+
+
+class RequestLost(oslo_messaging.MessagingTimeout):
+    """The other agent no longer has the request (its process died)."""
 
 
 @contextlib.contextmanager
@@ -22,6 +36,10 @@ def calling(host, step):
         raise exception.MigrationError(
             reason=f'host {host} could not {step}: '
                    f'{_remote_reason(error)}') from None
+    except RequestLost:
+        raise exception.MigrationError(
+            reason=f'host {host} restarted before it answered (asked to '
+                   f'{step}); its restart settles its part') from None
     except oslo_messaging.MessagingTimeout:
         raise exception.MigrationError(
             reason=f'host {host} did not answer in time to {step}; is its '
@@ -64,3 +82,46 @@ def require_running(peers_api, ctxt, host, role):
         raise exception.MigrationError(
             reason=f'{role} {host} is shutting down and takes no new '
                    f'migrations')
+
+
+def call_watched(peers_api, ctxt, host, method, call,
+                 interval=WATCH_INTERVAL):
+    """call(), a request for method sent to host with ctxt, given up with
+    RequestLost once host shows it no longer works on it: an agent
+    killed mid-step never answers, and the reply timeout of a migration
+    step is minutes. While host cannot be asked, call's own timeout
+    stands."""
+    done = threading.Event()
+    outcome = {}
+
+    def run():
+        try:
+            outcome['result'] = call()
+        except Exception as error:
+            outcome['error'] = error
+        finally:
+            done.set()
+    threading.Thread(target=run, name=f'{method} at {host}',
+                     daemon=True).start()
+    misses = 0
+    while not done.wait(interval):
+        misses = 0 if _works_on(peers_api, ctxt, host, method, interval) \
+            else misses + 1
+        if misses >= WATCH_MISSES and not done.is_set():
+            raise RequestLost(f'{host} no longer works on {method}')
+    if 'error' in outcome:
+        raise outcome['error']
+    return outcome['result']
+
+
+def _works_on(peers_api, ctxt, host, method, timeout):
+    """Whether host has the request in flight; True when it cannot say."""
+    try:
+        status = peers_api.get_service_status(ctxt, host, alt=True,
+                                              timeout=timeout)
+    except oslo_messaging.MessagingException:
+        return True
+    request_id = (ctxt or {}).get('request_id')
+    return any(operation['method'] == method and
+               operation['request_id'] == request_id
+               for operation in status.get('in_flight', ()))

@@ -118,13 +118,15 @@ class ResizeDestination:
                 details=dict(details, shared_storage=shared))
             failpoints.reach(failpoints.RESIZE_DEST_STARTED)
             with peers.calling(source, 'hand the instance over'):
-                self._peers.resize_instance(
-                    ctxt, source, migration=migration,
-                    destination_path=self._driver.instance_path(uuid),
-                    migration_target=self._driver.migration_target(),
-                    shared_storage=shared,
-                    clean_shutdown=details['clean_shutdown'],
-                    shutdown_timeout=details['shutdown_timeout'])
+                peers.call_watched(
+                    self._peers, ctxt, source, 'resize_instance',
+                    lambda: self._peers.resize_instance(
+                        ctxt, source, migration=migration,
+                        destination_path=self._driver.instance_path(uuid),
+                        migration_target=self._driver.migration_target(),
+                        shared_storage=shared,
+                        clean_shutdown=details['clean_shutdown'],
+                        shutdown_timeout=details['shutdown_timeout']))
             failpoints.reach(failpoints.RESIZE_DEST_HANDED_OVER)
         except Exception as error:
             if not isinstance(error, exception.ComputeAgentError):
@@ -216,8 +218,10 @@ class ResizeDestination:
         source = migration['source_host']
         try:
             with peers.calling(source, 'restart the original'):
-                return self._peers.finish_revert_resize(
-                    ctxt, source, migration_id=migration['id'])
+                return peers.call_watched(
+                    self._peers, ctxt, source, 'finish_revert_resize',
+                    lambda: self._peers.finish_revert_resize(
+                        ctxt, source, migration_id=migration['id']))
         except exception.MigrationError as error:
             # Its answer may be lost (its agent restarted, and finished
             # the revert at its restart): its record says.

@@ -80,10 +80,12 @@ class ResizeSource:
                     uuid, destination_path, shared, target, control)
             failpoints.reach(failpoints.RESIZE_SOURCE_DISK_COPIED)
             with peers.calling(dest, 'start the migrated instance'):
-                self._peers.finish_resize(
-                    ctxt, dest, migration=migration,
-                    instance=dict(record, last_power_off=power_off),
-                    has_disk=disk['disk'], power_on=was_running)
+                peers.call_watched(
+                    self._peers, ctxt, dest, 'finish_resize',
+                    lambda: self._peers.finish_resize(
+                        ctxt, dest, migration=migration,
+                        instance=dict(record, last_power_off=power_off),
+                        has_disk=disk['disk'], power_on=was_running))
         except Exception:
             self._restart_original(uuid, was_running)
             raise
@@ -139,8 +141,10 @@ class ResizeSource:
         dest = migration['dest_host']
         try:
             with peers.calling(dest, 'confirm the migrated instance'):
-                self._peers.finish_confirm_resize(
-                    ctxt, dest, migration_id=migration['id'])
+                peers.call_watched(
+                    self._peers, ctxt, dest, 'finish_confirm_resize',
+                    lambda: self._peers.finish_confirm_resize(
+                        ctxt, dest, migration_id=migration['id']))
         except exception.MigrationError as error:
             # Its answer may be lost (its agent restarted after it
             # confirmed): its record says.

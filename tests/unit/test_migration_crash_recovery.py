@@ -16,6 +16,7 @@ import fixtures
 import oslo_messaging
 
 from compute_agent import failpoints
+from compute_agent import peers
 from tests.fixtures.polling import wait_for
 from tests.unit import test_manager_migrate
 
@@ -96,6 +97,30 @@ class CrashTestCase(test_manager_migrate.TwoHostsTestCase):
             self.managers[host] = self._manager(host)
         self.useFixture(fixtures.MonkeyPatch(
             'compute_agent.failpoints.reach', self._reach))
+        self.useFixture(fixtures.MonkeyPatch(
+            'compute_agent.peers.call_watched',
+            self._watched(peers.call_watched)))
+
+    def _watched(self, real):
+        """peers.call_watched, whose call runs as its caller's host in
+        its own thread; the caller unwinds with Killed when its host died
+        meanwhile."""
+        def call_watched(peers_api, ctxt, host, method, call, **kwargs):
+            caller = self.peers.host()
+            generation = self.peers.generation.get(caller, 0)
+
+            def as_caller():
+                try:
+                    return self.peers.as_host(caller, call)
+                except Killed:
+                    raise RuntimeError(f'{caller} died') from None
+            try:
+                return real(peers_api, ctxt, host, method, as_caller,
+                            **kwargs)
+            finally:
+                if not self.peers._alive_since(caller, generation):
+                    raise Killed(caller)
+        return call_watched
 
     def _manager(self, host):
         compute = super()._manager(host)

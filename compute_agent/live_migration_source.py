@@ -124,10 +124,10 @@ class LiveMigrationSource:
                 f'it did not complete within {timeout} s '
                 f'(live_migration_completion_timeout)')
         self._db.update_migration(migration['id'], status='preparing')
-        failpoints.reach(failpoints.LIVE_SOURCE_STARTED)
         prepared = False
         try:
             with self._ops.action_record(ctxt, uuid, 'live-migrate'):
+                failpoints.reach(failpoints.LIVE_SOURCE_STARTED)
                 xml = self._driver.get_migratable_xml(uuid)
                 waiter = self._events.prepare(
                     uuid, [instance_events.event_key(*e) for e in events])

@@ -264,8 +264,8 @@ class ResizeDestination:
                            'resize_reverting', recorded=False) as operation:
             self._migrations.claim_status(migration, 'completed',
                                           'reverting', 'reverted')
-            failpoints.reach(failpoints.REVERT_DEST_STARTED)
             with self._ops.action_record(ctxt, uuid, 'revert-resize'):
+                failpoints.reach(failpoints.REVERT_DEST_STARTED)
                 try:
                     # The copy here is thrown away: no clean shutdown.
                     self._driver.revert_migration_at_destination(

@@ -214,6 +214,16 @@ class LiveMigrationCrashTest(CrashTestCase):
         owner = 'host-b' if moved else 'host-a'
         self.assert_settled(uuid, owner, migration['id'],
                             'completed' if moved else 'failed')
+        if failpoint in (failpoints.LIVE_SOURCE_STARTED,
+                         failpoints.LIVE_SOURCE_DEST_PREPARED,
+                         failpoints.LIVE_SOURCE_MOVED):
+            # The killed source closes the action it left open (after the
+            # move, the action had ended before the kill).
+            action = self.managers['host-a'].compute._db.list_actions(
+                uuid)[-1]
+            self.assertEqual(('live-migrate', 'interrupted'),
+                             (action['action'], action['result']))
+            self.assertIn('was settled', action['message'])
         self.assertEqual({}, self.managers['host-b'].compute.migrations
                          ._incoming_holds)
         if not moved:
@@ -352,6 +362,13 @@ class ConfirmRevertCrashTest(CrashTestCase):
 
     def _revert(self, host, failpoint):
         self._interrupt(host, failpoint, 'host-b', 'revert_resize')
+        if host == 'host-b':
+            # The killed destination closes the action it left open.
+            action = self.managers['host-b'].compute._db.list_actions(
+                self.uuid)[-1]
+            self.assertEqual(('revert-resize', 'interrupted'),
+                             (action['action'], action['result']))
+            self.assertIn('was settled', action['message'])
         if self.migration('host-b', self.migration_id)['status'] == \
                 'completed':
             self.call('host-b', 'revert_resize', self.migration_id)

@@ -24,8 +24,20 @@ instance after recovery (a Host), or None: either host, as its migration
 record says. ``extra_checks(views)`` may add failures (strings) to
 checks.py's, given each host's checks.HostView by name.
 
-Single-host cases run on ``source``; ``destination`` is the other host,
-which must be left untouched.
+Beyond the brief's interface: ``resume`` should raise CaseFailure (not
+let a RemoteError through) when the agent refuses the retry;
+``cleanup`` deletes each guest of ``instance_uuids`` (forced) through
+the host whose list_instances holds it, so override it when a delete
+needs a step first (e.g. a confirm); ``scrub`` then removes what the
+deletes left in libvirt and under instances/ after checks.py has
+reported it. The report row's ``outcome`` is checks.state_left (the
+state on each host, named for two-host cases) then ``resume``'s line.
+checks.py does not count as orphans the domain and directory that a
+cold migration's source keeps while its migration record is
+``completed`` (awaiting a confirm or a revert).
+
+Single-host cases run on ``source`` (host-a); ``destination`` (host-b)
+is the other host, which must be left untouched.
 """
 
 import importlib

@@ -30,6 +30,9 @@ is error, and the instance settles from what libvirt says here.
 """
 
 import logging
+import time
+
+import oslo_messaging
 
 from compute_agent import exception
 from compute_agent import migration_checks as checks
@@ -39,6 +42,11 @@ from compute_agent.virt import driver as virt_driver
 from compute_agent.vm_states import ACTIVE, ERROR, RESIZED, STOPPED
 
 LOG = logging.getLogger(__name__)
+
+# How long, in all, a restart may spend asking other agents before it
+# serves (systemd's start timeout is 90 s by default); an agent that did
+# not answer once is not asked again during the same restart.
+PEER_BUDGET = 30.0
 
 
 class Settled:
@@ -80,12 +88,39 @@ def take_over_at_destination(peers_api, ctxt, migration, record):
             destination_xml=migration['details'].get('destination_xml'))
 
 
+class BudgetedPeers:
+    """A ComputeAPI whose calls share one time budget, and skip a host
+    that timed out once (they time out at once)."""
+
+    def __init__(self, peers_api, budget, clock=time.monotonic):
+        self._peers = peers_api
+        self._clock = clock
+        self._deadline = clock() + budget
+        self._silent = set()
+
+    def __getattr__(self, method):
+        def call(ctxt, host, *args, timeout=None, **kwargs):
+            left = self._deadline - self._clock()
+            if host in self._silent or left <= 0:
+                raise oslo_messaging.MessagingTimeout(
+                    f'no time left at start to ask {host}')
+            timeout = min(timeout or rpcapi.PEER_CHECK_TIMEOUT, left)
+            try:
+                return getattr(self._peers, method)(
+                    ctxt, host, *args, timeout=timeout, **kwargs)
+            except oslo_messaging.MessagingTimeout:
+                self._silent.add(host)
+                raise
+        return call
+
+
 class MigrationRecovery:
     def __init__(self, host, driver, database, peers_api):
         self._host = host
         self._driver = driver
         self._db = database
-        self._peers = peers_api
+        self._peers = None if peers_api is None else \
+            BudgetedPeers(peers_api, PEER_BUDGET)
 
     def settle(self, migration, interrupted):
         """A Settled for a migration of this host's, or None when this

@@ -11,6 +11,7 @@ thread unwinds with Killed too, as if it had never run.
 """
 
 import threading
+import uuid as uuid_lib
 
 import fixtures
 import oslo_messaging
@@ -403,3 +404,29 @@ class ConfirmRevertCrashTest(CrashTestCase):
 
     def test_revert_source_killed_when_restarted(self):
         self._revert('host-a', failpoints.REVERT_SOURCE_RESTARTED)
+
+
+class UnreachablePeerTest(test_manager_migrate.TwoHostsTestCase):
+    def test_a_silent_peer_is_asked_once_per_restart(self):
+        # systemd's start timeout would kill an agent asking a dead peer
+        # about each of its migrations in turn: a restart loop.
+        database = self.a.compute._db
+        moved = []
+        for _ in range(2):
+            uuid = self.boot()['uuid']
+            database.update_instance(uuid, task_state='migrating')
+            self.drivers['host-a'].guests.pop(uuid)   # the guest left
+            moved.append(database.put_migration(
+                id=str(uuid_lib.uuid4()), kind='live-migration',
+                instance_uuid=uuid, source_host='host-a',
+                dest_host='host-b', status='running', request_id=None,
+                details={'block_migration': False})['id'])
+        self.peers.unreachable.add('host-b')
+        self.peers.calls.clear()
+        self._manager('host-a')
+        self.assertEqual(1, self.peers.calls.count(
+            ('host-b', 'get_instance')), self.peers.calls)
+        for migration_id in moved:
+            migration = database.get_migration(migration_id)
+            self.assertEqual('error', migration['status'])
+            self.assertIn('did not answer', migration['message'])

@@ -253,9 +253,9 @@ class BuildCase(Case):
         if record['vm_state'] == 'active':
             return f'already {self.state_of(record)}'
         self.call('terminate_instance', **FORCED)
-        rebuilt = self.boot(self.source, ready=False)
+        self.boot(self.source, ready=False)
         return (f'deleted the {record["vm_state"]} instance, built '
-                f'another: active ({rebuilt[:8]})')
+                f'another: active')
 
 
 class StartCase(SingleHostCase):

@@ -66,7 +66,7 @@ def format_rst(rows):
     out = ['.. list-table::', '   :header-rows: 1',
            '   :widths: 22 12 10 50 6', '',
            '   * - Failpoint', '     - Operation', '     - Agent killed',
-           '     - State left; what recovery and the retry did',
+           '     - What the restart left; the retry',
            '     - Safe']
     for row in rows:
         out += [f'   * - ``{row.failpoint}``', f'     - {row.operation}',

@@ -174,7 +174,8 @@ class MigrationRecovery:
         arrived = take_over_at_destination(self._peers, ctxt, migration,
                                            record)
         try:
-            self._driver.cleanup_after_live_migration(uuid)
+            self._driver.cleanup_after_live_migration(
+                uuid, migration['details'].get('destination_xml'))
         except exception.ComputeAgentError as error:
             LOG.warning('Live migration %s: could not remove the files the '
                         'instance left here: %s', migration['id'], error)

@@ -161,9 +161,12 @@ class ComputeDriver(abc.ABC):
         failed migration left (a paused incoming domain, files)."""
 
     @abc.abstractmethod
-    def cleanup_after_live_migration(self, instance_uuid):
+    def cleanup_after_live_migration(self, instance_uuid,
+                                     destination_xml=None):
         """On the source: remove the guest's files once it runs on the
-        destination."""
+        destination. destination_xml, the destination's definition, says
+        which of them it goes on using when this process did not run the
+        migration (it restarted since)."""
 
     # -- cold migration and resize --------------------------------------
 

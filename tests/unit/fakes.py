@@ -175,7 +175,8 @@ class FakeDriver(driver.ComputeDriver):
     def rollback_live_migration_at_destination(self, instance_uuid):
         self.files.pop(instance_uuid, None)
 
-    def cleanup_after_live_migration(self, instance_uuid):
+    def cleanup_after_live_migration(self, instance_uuid,
+                                     destination_xml=None):
         self.files.pop(instance_uuid, None)
 
     # -- cold migration ----------------------------------------------------

@@ -374,6 +374,23 @@ class SourceTest(fake_libvirt.TwoQemuHostsTestCase):
         self.a.cleanup_after_live_migration(UUID)
         self.assertFalse(os.path.exists(self.dir_a))
 
+    def test_cleanup_after_a_restart_goes_by_the_destination_xml(self):
+        # Restarted since the migration (the source's record keeps the
+        # destination's definition): a block migration left nothing in use
+        # here, so the directory goes.
+        self.make_disk(self.dir_a)
+        self.a.cleanup_after_live_migration(
+            UUID, destination_xml=guest_xml(self.dir_b, disk=True))
+        self.assertFalse(os.path.exists(self.dir_a))
+
+    def test_cleanup_after_a_restart_keeps_the_files_still_in_use(self):
+        self.make_disk(self.dir_a)
+        with open(os.path.join(self.dir_a, 'console.log'), 'w'):
+            pass
+        self.a.cleanup_after_live_migration(
+            UUID, destination_xml=guest_xml(self.dir_a, disk=True))
+        self.assertIn('disk.qcow2', os.listdir(self.dir_a))
+
     def test_cleanup_without_a_migration_to_go_by_keeps_the_files(self):
         self.make_disk(self.dir_a)
         self.a.cleanup_after_live_migration(UUID)

@@ -306,7 +306,10 @@ CASES = [
     # live migration, run by the source
     _case(F.LIVE_SOURCE_STARTED, LiveMigrationCase, SOURCE),
     _case(F.LIVE_SOURCE_DEST_PREPARED, LiveMigrationCase, SOURCE),
-    _case(F.LIVE_SOURCE_MOVED, LiveMigrationCase, SOURCE, moved=True),
+    # Its action is closed at the restart, but with the instance gone to
+    # the destination the source no longer shows it.
+    _case(F.LIVE_SOURCE_MOVED, LiveMigrationCase, SOURCE, moved=True,
+          action_open_at_kill=False),
     # The action ended when the guest had moved, before these.
     _case(F.LIVE_SOURCE_DEST_FINISHED, LiveMigrationCase, SOURCE,
           moved=True, action_open_at_kill=False),
@@ -329,7 +332,10 @@ CASES = [
     _case(F.RESIZE_SOURCE_DISK_COPIED, ResizeCase, SOURCE),
     _case(F.RESIZE_DEST_DISK_COPIED, ResizeCase, DEST),
     _case(F.RESIZE_DEST_DEFINED, ResizeCase, DEST),
-    _case(F.RESIZE_SOURCE_DEST_FINISHED, ResizeCase, SOURCE, arrived=True),
+    # The source's action is closed, but with the instance handed over
+    # the source no longer shows it (get_instance_actions).
+    _case(F.RESIZE_SOURCE_DEST_FINISHED, ResizeCase, SOURCE, arrived=True,
+          action_open_at_kill=False),
     _case(F.RESIZE_DEST_HANDED_OVER, ResizeCase, DEST, arrived=True,
           action_open_at_kill=False),
     # confirm, sent to the source

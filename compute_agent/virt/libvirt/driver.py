@@ -287,8 +287,10 @@ class LibvirtDriver(driver.ComputeDriver):
     def rollback_live_migration_at_destination(self, instance_uuid):
         self._live.rollback_live_migration_at_destination(instance_uuid)
 
-    def cleanup_after_live_migration(self, instance_uuid):
-        self._live.cleanup_after_live_migration(instance_uuid)
+    def cleanup_after_live_migration(self, instance_uuid,
+                                     destination_xml=None):
+        self._live.cleanup_after_live_migration(instance_uuid,
+                                                destination_xml)
 
     def create_shared_storage_marker(self, instance_uuid):
         return self._cold.create_shared_storage_marker(instance_uuid)

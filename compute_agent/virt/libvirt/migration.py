@@ -275,8 +275,13 @@ class LiveMigrations:
                        control)
         own_dir = self._paths.instance_path(instance_uuid)
         with self._lock:
-            self._in_use_by_destination[instance_uuid] = {
-                path for path in config.guest_files(destination_xml)
+            self._in_use_by_destination[instance_uuid] = self._used_by(
+                own_dir, destination_xml)
+
+    @staticmethod
+    def _used_by(own_dir, destination_xml):
+        """The files in own_dir that destination_xml names."""
+        return {path for path in config.guest_files(destination_xml)
                 if os.path.dirname(path) == own_dir}
 
     def _transfer(self, domain, target, destination_xml, block_migration,
@@ -298,10 +303,13 @@ class LiveMigrations:
                        f'this host its {ours} driver; guests move only '
                        f'between hosts of one kind')
 
-    def cleanup_after_live_migration(self, instance_uuid):
+    def cleanup_after_live_migration(self, instance_uuid,
+                                     destination_xml=None):
         own_dir = self._paths.instance_path(instance_uuid)
         with self._lock:
             in_use = self._in_use_by_destination.pop(instance_uuid, None)
+        if in_use is None and destination_xml is not None:
+            in_use = self._used_by(own_dir, destination_xml)
         if not os.path.isdir(own_dir):
             return
         if in_use is None:

@@ -11,6 +11,7 @@ import oslo_messaging
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 from oslo_messaging.rpc import server as rpc_server
 
+from compute_agent import concurrency
 from compute_agent import remotable
 
 TOPIC = 'compute'
@@ -74,7 +75,8 @@ class TrackedRPCServer(rpc_server.RPCServer):
     """
 
     def __init__(self, transport, target, dispatcher, tracker):
-        super().__init__(transport, target, dispatcher, executor='threading')
+        super().__init__(transport, target, dispatcher,
+                         executor=concurrency.rpc_executor())
         self._tracker = tracker
 
     def _on_incoming(self, incoming):

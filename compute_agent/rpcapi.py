@@ -60,7 +60,9 @@ link to its hypervisor or null (libvirt: {"driver", "uri", "connected",
 "reconnects", "event_loop", "event_loop_restarts", "dispatcher",
 "dispatcher_restarts", "last_error"}, the threads' states 'running',
 'restarting' or 'stopped'); last_power_off's ``detected_by``, 'event'
-or 'poll', when a clean power-off waited for its guest.
+or 'poll', when a clean power-off waited for its guest;
+get_service_status's ``concurrency``, the mode the agent runs in,
+'threading' or 'eventlet' (a peer in either mode serves the same wire).
 
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
 the version sent (``auto`` asks each agent for its own), and a request

@@ -50,6 +50,7 @@ import time
 
 from oslo_service import service as oslo_service
 
+from compute_agent import concurrency
 from compute_agent import rpc
 from compute_agent import systemd
 
@@ -343,6 +344,7 @@ class Service(oslo_service.ServiceBase):
                           if op['method'] != rpc.WAKE_METHOD],
             'graceful_shutdown_timeout':
                 self._conf.graceful_shutdown_timeout,
+            'concurrency': concurrency.mode(),
         }
 
     def _drain_deadline(self, started):

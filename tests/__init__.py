@@ -1,4 +1,6 @@
-# Must precede any oslo_messaging import, which settles on eventlet otherwise.
-from oslo_service import backend
+# Must precede any oslo_messaging import: the tests run in the mode
+# COMPUTE_AGENT_CONCURRENCY names (threading unless it says eventlet), as
+# the agent does.
+from compute_agent import concurrency
 
-backend.init_backend(backend.BackendType.THREADING)
+concurrency.select_from_environment()

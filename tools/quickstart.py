@@ -24,14 +24,10 @@ import textwrap
 import time
 import traceback
 import uuid
-import warnings
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The broker and raw RPC helpers live with the tests, not in the package.
 sys.path.insert(0, REPO_ROOT)
-# Importing eventlet (which oslo.messaging's dependencies do) warns that it
-# is deprecated, in a category Python's default filters let through.
-warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 
 from tests.fixtures import rabbitmq  # noqa: E402
 from tests.fixtures import rpc as raw_rpc  # noqa: E402
@@ -60,11 +56,7 @@ class Walkthrough:
         self.log_file = os.path.join(work_dir, 'compute-agent.log')
         self.state_path = os.path.join(work_dir, 'state')
         self.env = dict(os.environ,
-                        PATH=VENV_BIN + os.pathsep + os.environ['PATH'],
-                        # The eventlet warning above, ten lines under every
-                        # command shown; the -W syntax cannot single it
-                        # out (its text starts with a newline).
-                        PYTHONWARNINGS='ignore')
+                        PATH=VENV_BIN + os.pathsep + os.environ['PATH'])
         self.broker = None
         self.agent = None
         self.rpc = None

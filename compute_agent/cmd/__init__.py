@@ -1,13 +1,11 @@
-import warnings
+import sys
 
-from oslo_service import backend
+from compute_agent import concurrency
 
-# futurist imports eventlet whenever it is installed, and eventlet (kept as
-# a dependency for a later eventlet mode) then warns that it is deprecated
-# on every start, although the threading backend below never uses it.
-warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
-
-# The threading backend must be chosen before oslo_messaging (which
-# imports oslo_service.service) is imported anywhere; the default would be
-# eventlet.
-backend.init_backend(backend.BackendType.THREADING)
+# First of all: the mode decides whether the process is monkey-patched
+# (eventlet) and which oslo.service backend oslo.messaging finds when the
+# programs import it; oslo.service would settle on eventlet otherwise.
+try:
+    concurrency.select_from_environment()
+except concurrency.ModeError as error:
+    sys.exit(f'compute-agent cannot start: {error}')

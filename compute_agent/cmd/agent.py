@@ -20,8 +20,8 @@ import os
 import sys
 
 from oslo_log import log as logging
-from oslo_service import service as oslo_service
 
+from compute_agent import concurrency
 from compute_agent import conf as agent_conf
 from compute_agent.conf import reload
 from compute_agent import db
@@ -51,9 +51,11 @@ def build_service(conf, signal_inbox):
         live_migration_bandwidth=conf.libvirt.live_migration_bandwidth,
         cold_migration_disk_transfer=(
             conf.libvirt.cold_migration_disk_transfer))
-    LOG.info("compute-agent starting as host %s on %s", conf.host,
-             conf.libvirt.connection_uri)
-    database = db.Database(os.path.join(conf.state_path, 'agent.sqlite'))
+    LOG.info("compute-agent starting as host %s on %s (concurrency: %s)",
+             conf.host, conf.libvirt.connection_uri, concurrency.mode())
+    # SQLite blocks in C: off the green threads' hub in eventlet mode.
+    database = concurrency.serial_proxy(
+        db.Database(os.path.join(conf.state_path, 'agent.sqlite')))
     transport = rpc.get_transport(conf)
     compute_manager = manager.ComputeManager(
         host=conf.host, driver=driver, database=database,
@@ -97,7 +99,7 @@ def main(argv=None):
         agent = build_service(CONF, signal_inbox)
         # Runs start() and then wait(), which returns once SIGTERM's drain
         # is done (SIGINT and the drain's hard backstop exit from within).
-        oslo_service.launch(CONF, agent, workers=1, no_fork=True)
+        concurrency.launch(CONF, agent)
     except Exception as error:
         LOG.exception('compute-agent cannot start: %s', error)
         return 1

@@ -4,24 +4,29 @@ The manager creates one ``MigrationControl`` per live migration and hands
 it to the driver, which polls it while libvirt moves the guest: the
 manager (or an operator's request) asks for an abort or a forced
 completion, the service's drain sets a deadline, and the driver reports
-progress back. Every method is safe to call from any thread.
+progress back. Every method is safe to call from any thread, native
+ones included (a disk copy checks for an abort from one in eventlet
+mode).
 """
 
 import threading
 import time
+
+from compute_agent import concurrency
 
 
 class MigrationControl:
     """What the manager asks of one running migration (abort, a deadline,
     forced completion) and the progress the driver reports back.
 
-    ``_lock`` guards the requests and the progress; ``_changed`` wakes a
-    driver waiting for a new request.
+    ``_lock`` guards the requests and the progress; it is native, never
+    held across a wait, so that a native thread may take it too.
+    ``_changed`` wakes a driver waiting for a new request.
     """
 
     def __init__(self, clock=time.monotonic):
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = concurrency.native_lock()
         self._changed = threading.Event()
         self._abort_reason = None
         self._deadline = None

@@ -18,6 +18,7 @@ import oslo_messaging
 import testtools
 from testtools import matchers
 
+from compute_agent import concurrency
 from tests.fixtures import agent as agent_fixture
 from tests.fixtures.polling import wait_for
 from tests.fixtures import rabbitmq
@@ -67,6 +68,8 @@ class ServiceLifecycleTest(testtools.TestCase):
             'in_flight': matchers.IsInstance(list),
             'graceful_shutdown_timeout': matchers.Equals(
                 self.agent.graceful_shutdown_timeout),
+            # The agent inherits the tests' COMPUTE_AGENT_CONCURRENCY.
+            'concurrency': matchers.Equals(concurrency.mode()),
             # compute-alt arrived with RPC API 1.1 and service version 2.
             'service_version': matchers.GreaterThan(1),
             'rpc_api_version': matchers.AfterPreprocessing(

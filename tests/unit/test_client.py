@@ -831,7 +831,8 @@ class TestPowerOffProgress(base.TestCase):
         self.api.get_service_status.side_effect = status
         self.progress = client_progress.PowerOffProgress(
             self.api, HOST, client_progress.StatusLine(self.stream),
-            interval=0)
+            # Not 0: a green thread waiting 0 s never yields to the test.
+            interval=0.001)
         self.progress.watch('req-mine', 'web-1')
         with self.progress:
             # Generous bound: only keeps a broken poller from hanging.

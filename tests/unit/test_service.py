@@ -9,6 +9,7 @@ from unittest import mock
 
 import fixtures
 
+from compute_agent import concurrency
 from compute_agent import rpc
 from compute_agent import service
 from compute_agent import tracker as tracker_module
@@ -256,6 +257,12 @@ class ServiceTest(base.TestCase):
         self.tracker.start('compute', 'build_and_run_instance', 'u-3')
         self.assertEqual(['build_and_run_instance'],
                          [op['method'] for op in svc.status()['in_flight']])
+
+    def test_status_names_the_concurrency_mode(self):
+        svc = self.make_service()
+        svc.start()
+        self.assertEqual(concurrency.mode(), svc.status()['concurrency'])
+        self.assertIn(svc.status()['concurrency'], concurrency.MODES)
 
     def test_warns_when_drain_cannot_cover_a_clean_power_off(self):
         svc = self.make_service(graceful=60, shutdown_timeout=60)

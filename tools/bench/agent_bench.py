@@ -16,20 +16,18 @@ import statistics
 import sys
 import time
 import uuid
-import warnings
 
 import fixtures
 
-# The table is the output: hide futurist's eventlet deprecation notice
-# and the warning about the burst's many reply waiters; errors still show.
-warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
+# The table is the output: hide the warning about the burst's many reply
+# waiters; errors still show.
 logging.basicConfig(level=logging.ERROR)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 
-# tests/__init__ selects oslo.service's threading backend, which must
-# happen before anything imports oslo_messaging.
+# tests/__init__ selects the concurrency mode (and oslo.service's
+# backend), which must happen before anything imports oslo_messaging.
 from tests.fixtures import agent as agent_fixture  # noqa: E402
 from tests.fixtures import rabbitmq  # noqa: E402
 from tests.fixtures import rpc  # noqa: E402

@@ -15,9 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 
-warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 

@@ -21,6 +21,7 @@ import uuid as uuidlib
 
 import libvirt
 
+from compute_agent import concurrency
 from compute_agent import exception
 from compute_agent.virt.libvirt import disk_stream
 from compute_agent.virt.libvirt import domain_guest
@@ -130,7 +131,9 @@ class ColdMigrations:
         started = time.monotonic()
         try:
             with images.replaced_atomically(copy) as partial:
-                disk_stream.copy_file(disk, partial, should_stop)
+                # File I/O that blocks: off the hub in eventlet mode.
+                concurrency.run_blocking(disk_stream.copy_file, disk,
+                                         partial, should_stop)
         except OSError as error:
             raise live_transfer.failed(
                 f'copy the disk to {copy} for', instance_uuid,
@@ -151,8 +154,10 @@ class ColdMigrations:
                 reason=f'the destination\'s instance directory '
                        f'{destination_path!r} is not an absolute path')
         try:
-            size, seconds = disk_stream.upload(
-                uri, destination_path, disk,
+            # A connection and a stream of its own, blocking throughout:
+            # off the hub in eventlet mode.
+            size, seconds = concurrency.run_blocking(
+                disk_stream.upload, uri, destination_path, disk,
                 disk_stream.POOL_PREFIX + instance_uuid, should_stop)
         except disk_stream.StreamError as error:
             raise live_transfer.failed(

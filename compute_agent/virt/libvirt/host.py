@@ -1,29 +1,37 @@
 """The libvirt connection, its lifecycle-event thread and its reconnects.
 
-libvirt delivers domain events on whichever thread runs its event loop.
-The callback there only queues the event; a dispatcher thread reads the
-queue and wakes whoever waits for that guest to stop, so no libvirt call
-or log write ever happens on the event-loop thread. Both threads are
-supervised (supervisor.py): an unexpected error is logged and the loop
-goes on.
+libvirt delivers domain events on whichever thread runs its event loop,
+which blocks in C and so is a native thread in every concurrency mode
+(compute_agent/concurrency.py). The callback there only hands the event
+over (a concurrency.Handoff, which in eventlet mode wakes the hub); a
+dispatcher thread takes it and wakes whoever waits for that guest to
+stop, so no libvirt call, lock or log write ever happens on the
+event-loop thread. Both threads are supervised (supervisor.py): an
+unexpected error is logged and the loop goes on.
+
+Every call on the connection, and on the domains and connections it
+returns, may block on libvirtd: the connection is a
+concurrency.blocking_proxy, so in eventlet mode those calls run on
+native threads and never stall the green threads.
 
 When libvirtd goes away (restarted, upgraded, crashed) the connection
 dies and its events stop. libvirt then runs the connection's close
-callback, again on the event-loop thread, which only flags the loss; a
-reconnect thread opens a new connection and registers the event callback
-on it at once, retrying with a growing pause while libvirtd is down, so
-that a power-off waiting for its guest is woken by events again as soon
-as libvirtd is back, not only by the state poll.
+callback, again on the event-loop thread, which only hands the loss over
+too; the dispatcher flags it, and a reconnect thread opens a new
+connection and registers the event callback on it at once, retrying with
+a growing pause while libvirtd is down, so that a power-off waiting for
+its guest is woken by events again as soon as libvirtd is back, not only
+by the state poll.
 """
 
 import collections
 import logging
-import queue
 import threading
 import time
 
 import libvirt
 
+from compute_agent import concurrency
 from compute_agent.virt.libvirt import supervisor
 
 LOG = logging.getLogger(__name__)
@@ -42,11 +50,18 @@ _OFF_EVENTS = frozenset([libvirt.VIR_DOMAIN_EVENT_STOPPED,
 RECONNECT_FIRST_PAUSE = 0.1
 RECONNECT_MAX_PAUSE = 2.0
 
+# What the event-loop thread hands the dispatcher when libvirt closes the
+# connection (a lifecycle event is a tuple).
+_CONNECTION_CLOSED = 'connection-closed'
+# Objects whose methods may block on libvirtd, proxied with the connection.
+_BLOCKING_TYPES = (libvirt.virConnect, libvirt.virDomain, libvirt.virStream,
+                   libvirt.virStoragePool, libvirt.virStorageVol)
+
 
 def _start_event_loop():
-    """Run libvirt's default event loop on a supervised daemon thread, once
-    per process, and return that loop (a SupervisedLoop). It must be
-    registered before the first connection opens."""
+    """Run libvirt's default event loop on a supervised native daemon
+    thread, once per process, and return that loop (a SupervisedLoop). It
+    must be registered before the first connection opens."""
     global _event_loop
     with _event_loop_lock:
         if _event_loop is None:
@@ -56,7 +71,8 @@ def _start_event_loop():
             # exceptions.
             libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
             _event_loop = supervisor.SupervisedLoop(
-                'libvirt-event-loop', libvirt.virEventRunDefaultImpl)
+                'libvirt-event-loop', libvirt.virEventRunDefaultImpl,
+                native=True)
             _event_loop.start()
         return _event_loop
 
@@ -67,7 +83,7 @@ class Host:
     Locks and what they guard: ``_connect_lock``, the connection and its
     callback ids (replaced on a reconnect); ``_status_lock``, the reconnect
     counters health() reports; ``_waiters_lock``, the power-off waiters
-    per guest uuid. The event queue is thread-safe by itself.
+    per guest uuid. The event handoff is thread-safe by itself.
     """
 
     def __init__(self, uri):
@@ -87,7 +103,7 @@ class Host:
         self._reconnect_failing = False
         self._reconnect_error = None
         self._reconnect_error_at = None
-        self._events = queue.SimpleQueue()
+        self._events = concurrency.Handoff()
         self._off_waiters = collections.defaultdict(set)
         self._waiters_lock = threading.Lock()
         self._event_loop = None
@@ -120,7 +136,9 @@ class Host:
                             'reconnecting', self._uri)
                 self._close(old)
                 self._connection = None
-            connection = libvirt.open(self._uri)
+            connection = concurrency.blocking_proxy(
+                concurrency.run_blocking(libvirt.open, self._uri),
+                autowrap=_BLOCKING_TYPES)
             self._lifecycle_callback = None
             try:
                 self._lifecycle_callback = (
@@ -169,8 +187,8 @@ class Host:
                 LOG.debug('Closing the lost libvirt connection: %s', error)
 
     def _on_connection_closed(self, _conn, _reason, _opaque):
-        # On the event-loop thread: only flag it (see the module doc).
-        self._connection_lost.set()
+        # On the event-loop thread: only hand it over (see the module doc).
+        self._events.put(_CONNECTION_CLOSED)
 
     def _reconnect_when_lost(self):
         """One step of the reconnect thread: wait for a lost connection,
@@ -203,7 +221,11 @@ class Host:
         self._events.put((domain, event, detail))
 
     def _dispatch_next_event(self):
-        domain, event, detail = self._events.get()
+        handed_over = self._events.get()
+        if handed_over == _CONNECTION_CLOSED:
+            self._connection_lost.set()
+            return
+        domain, event, detail = handed_over
         try:
             uuid = domain.UUIDString()
         except libvirt.libvirtError:

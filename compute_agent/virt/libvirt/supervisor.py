@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 
+from compute_agent import concurrency
+
 LOG = logging.getLogger(__name__)
 
 RUNNING = 'running'
@@ -49,24 +51,32 @@ class SupervisedLoop:
 
     ``_lock`` guards the restart count, the last error and whether the
     loop is pausing after one, which health() reads from other threads.
+    A native loop (a step that blocks in C, such as libvirt's event loop)
+    runs on an OS thread in every concurrency mode, with a native lock and
+    sleep; any other loop is a worker (a green thread in eventlet mode).
     """
 
-    def __init__(self, name, step, backoff=None, sleep=time.sleep):
+    def __init__(self, name, step, backoff=None, sleep=None, native=False):
         self._name = name
         self._step = step
         self._backoff = backoff or Backoff()
+        self._native = native
+        if sleep is None:
+            sleep = concurrency.native_sleep if native else time.sleep
         self._sleep = sleep
         self._thread = None
-        self._lock = threading.Lock()
+        self._lock = (concurrency.native_lock() if native
+                      else threading.Lock())
         self._pausing = False
         self._restarts = 0
         self._last_error = None
         self._last_error_at = None
 
     def start(self):
-        self._thread = threading.Thread(target=self._run, name=self._name,
-                                        daemon=True)
-        self._thread.start()
+        if self._native:
+            self._thread = concurrency.spawn_native(self._run, self._name)
+        else:
+            self._thread = concurrency.spawn(self._run, self._name)
 
     def _run(self):
         while True:

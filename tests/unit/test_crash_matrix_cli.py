@@ -84,8 +84,13 @@ class CommandLineTest(base.TestCase):
                 'safe': True, 'seconds': 20.0}]}, report_file)
         out = self.useFixture(fixtures.MonkeyPatch('sys.stdout',
                                                    io.StringIO())).new_value
-        self.assertEqual(0, cli.main(['--rst', '--from-report', path]))
+        merged = os.path.join(directory, 'merged.json')
+        self.assertEqual(0, cli.main(['--rst', '--from-report', path,
+                                      '--report', merged]))
         self.assertIn('   * - ``stop.claimed``', out.getvalue())
+        with open(merged) as merged_file:
+            self.assertEqual(['stop.claimed'], [
+                row['failpoint'] for row in json.load(merged_file)['rows']])
 
     def test_from_report_needs_rst(self):
         self.useFixture(fixtures.MonkeyPatch('sys.stderr', io.StringIO()))

@@ -15,7 +15,13 @@ and --seed repeats a run.
 
 --rst --from-report PATH (repeatable) prints the operator guide's table
 from earlier reports without running anything; a later report's row
-replaces an earlier one's for the same failpoint.
+replaces an earlier one's for the same failpoint. With --report, the
+merged rows are written there too. doc/source/crash-matrix-report.json
+holds the rows of the operator guide's table:
+
+    python -m tools.crash_matrix --rst \
+        --from-report doc/source/crash-matrix-report.json \
+        --from-report NEW.json --report doc/source/crash-matrix-report.json
 """
 
 import argparse
@@ -112,9 +118,15 @@ def _leave_on_sigterm(signum, frame):
 
 
 def _render(args, names):
-    rows = report.ordered(report.merge(
-        report.read_json(path) for path in args.from_report), names)
+    reports = [report.read_json(path) for path in args.from_report]
+    rows = report.ordered(report.merge(reports), names)
     print(report.format_rst(rows), end='')
+    if args.report:
+        # The merged rows, e.g. to keep beside the operator guide.
+        report.write_json(args.report, rows, None, None,
+                          sum(entry.get('seconds') or 0
+                              for entry in reports),
+                          reports[-1].get('supervisor'))
     return 0
 
 

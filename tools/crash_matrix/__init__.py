@@ -9,13 +9,8 @@ one case; checks.py looks at both hosts afterwards; report.py makes the
 table and the JSON.
 """
 
-import warnings
-
-# futurist imports eventlet, which warns that it is deprecated; the
-# matrix does not use it, and the warning would bury its own output.
-warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
-
-# tests/__init__ selects oslo.service's threading backend, which has to
-# happen before anything imports oslo_messaging (cases.py and checks.py
-# do); the matrix reuses the test fixtures, so it takes the same path.
-import tests  # noqa: F401,E402
+# tests/__init__ selects the concurrency mode (and with it oslo.service's
+# backend), which has to happen before anything imports oslo_messaging
+# (cases.py and checks.py do); the matrix reuses the test fixtures, so it
+# takes the same path, as tools/gate does.
+import tests  # noqa: F401

@@ -29,8 +29,8 @@ def _headline(error):
     return traceback.format_exc().strip()
 
 
-def hosts_for(deployment, case_class):
-    """(source, destination) of a case: host-a and host-b."""
+def hosts_for(deployment):
+    """(source, destination) of every case: host-a and host-b."""
     names = sorted(deployment.hosts)
     return deployment.hosts[names[0]], deployment.hosts[names[1]]
 
@@ -40,8 +40,7 @@ class CaseRun:
 
     def __init__(self, deployment, case_class):
         self.deployment = deployment
-        self.case = case_class(deployment, *hosts_for(deployment,
-                                                      case_class))
+        self.case = case_class(deployment, *hosts_for(deployment))
         self.failures = []
         self.state = 'not reached'
         self.resumed = 'not resumed'

@@ -903,8 +903,9 @@ class TestProgressInTheCLI(ClientTestCase):
         progress.watch.assert_called_once_with(mock.ANY, 'web-1')
 
     def test_stop_shows_its_own_wait_then_the_outcome(self):
+        # Not 0: a green thread waiting 0 s never yields (eventlet mode).
         self.useFixture(fixtures.MonkeyPatch(
-            'compute_agent.cmd.client_progress.POLL_INTERVAL', 0))
+            'compute_agent.cmd.client_progress.POLL_INTERVAL', 0.001))
         self.use_tty()
         sent = {}
         polled = threading.Event()

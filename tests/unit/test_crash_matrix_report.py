@@ -86,8 +86,25 @@ class ChecksTest(base.TestCase):
         views = {'host-a': _view(records={UUID: _record()},
                                  domains={UUID: 'running'}, dirs=[UUID]),
                  'host-b': _view('host-b')}
-        self.assertEqual([], checks.after_cleanup(views))
         self.assertEqual([], checks.one_home(views, UUID, 'host-a'))
+        self.assertEqual([], checks.task_states(views)
+                         + checks.agree_with_libvirt(views)
+                         + checks.orphans(views))
+
+    def test_after_cleanup_the_case_guests_are_gone(self):
+        views = {'host-a': _view(records={UUID: _record()},
+                                 domains={UUID: 'running'}, dirs=[UUID])}
+        self.assertEqual(['host-a: 11111111-2222-3333-4444-555555555555 '
+                          'still held after its delete'],
+                         checks.after_cleanup(views, [UUID]))
+
+    def test_an_earlier_case_guest_is_not_this_case_finding(self):
+        views = {'host-a': _view(records={UUID: _record(
+            task_state='resize_migrating')})}
+        self.assertEqual([], checks.task_states(views, ['other'])
+                         + checks.agree_with_libvirt(views, ['other']))
+        self.assertEqual(3, len(checks.task_states(views, [UUID])
+                                + checks.agree_with_libvirt(views, [UUID])))
 
     def test_task_state_and_disagreement_with_libvirt(self):
         views = {'host-a': _view(records={UUID: _record(

@@ -7,9 +7,9 @@ files under state_path (instances/<uuid>/ per guest, images/<id>.qcow2
 per snapshot) and the snapshot records (the agent's database, read
 only: no RPC lists them). The checks are pure functions of those views:
 
-* no record has a task state;
-* each record agrees with libvirt: its power_state is the domain's
-  (nostate when none is defined) and its vm_state allows that state;
+* no record of the case's guests has a task state;
+* each of those records agrees with libvirt: its power_state is the
+  domain's (nostate when none is defined) and its vm_state allows it;
 * the instance is held by exactly one host (the case's expected home,
   when it names one) and defined in libvirt nowhere else;
 * no orphan: no domain, instance directory or snapshot file that no
@@ -127,18 +127,24 @@ def look(deployment, instance_uuids):
 
 # -- the checks: lists of what failed --------------------------------------
 
-def task_states(views):
+def _held(view, uuids):
+    """The view's records of uuids (of every instance, for None)."""
+    return [(uuid, record) for uuid, record in view.records.items()
+            if uuids is None or uuid in uuids]
+
+
+def task_states(views, uuids=None):
     return [f'{view.name}: {uuid} left with task_state '
             f'{record["task_state"]}'
             for view in views.values()
-            for uuid, record in view.records.items()
+            for uuid, record in _held(view, uuids)
             if record['task_state'] is not None]
 
 
-def agree_with_libvirt(views):
+def agree_with_libvirt(views, uuids=None):
     failed = []
     for view in views.values():
-        for uuid, record in view.records.items():
+        for uuid, record in _held(view, uuids):
             real = view.domains.get(uuid, NOSTATE)
             if record['power_state'] != real:
                 failed.append(f'{view.name}: {uuid} recorded '
@@ -221,9 +227,13 @@ def actions_closed(views, instance_uuid, request_ids):
 
 
 def after_recovery(views, case):
-    """Every check of the list above, for the case's instance."""
+    """Every check of the list above, for the case's instance. Records
+    and libvirt are checked for the case's guests only: a guest that an
+    earlier case failed to settle is that case's finding, not this one's.
+    Orphans are looked for everywhere."""
     home = case.expected_home()
-    return (task_states(views) + agree_with_libvirt(views)
+    return (task_states(views, case.instance_uuids)
+            + agree_with_libvirt(views, case.instance_uuids)
             + one_home(views, case.instance_uuid,
                        home.name if home is not None else None)
             + orphans(views)
@@ -231,9 +241,12 @@ def after_recovery(views, case):
             + case.extra_checks(views))
 
 
-def after_cleanup(views):
-    """Once every guest of the case is deleted: nothing left anywhere."""
-    return task_states(views) + agree_with_libvirt(views) + orphans(views)
+def after_cleanup(views, uuids):
+    """Once every guest of the case (uuids) is deleted: none is held any
+    more, and nothing is left anywhere."""
+    return [f'{view.name}: {uuid} still held after its delete'
+            for view in views.values() for uuid, _ in _held(view, uuids)
+            ] + orphans(views)
 
 
 def state_left(views, instance_uuid, request_ids, name_hosts=False):

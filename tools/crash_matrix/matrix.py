@@ -87,7 +87,8 @@ class CaseRun:
             except Exception as error:
                 self.failures.append('cleanup: ' + _headline(error))
         try:
-            left = checks.after_cleanup(checks.look(self.deployment, []))
+            left = checks.after_cleanup(checks.look(self.deployment, []),
+                                        self.case.instance_uuids)
         except Exception as error:
             left = [_headline(error)]
         self.failures += [f'after cleanup: {what}' for what in left]

@@ -40,11 +40,12 @@ class MigrationCasesTest(base.TestCase):
                      failpoints.LIVE_DEST_ROLLED_BACK,
                      failpoints.RESIZE_SOURCE_DISK_COPIED,
                      failpoints.RESIZE_DEST_DEFINED,
-                     failpoints.REVERT_DEST_STARTED):
+                     failpoints.REVERT_SOURCE_STARTED):
             self.assertIs(source, homes[name], name)
         for name in (failpoints.LIVE_SOURCE_MOVED,
                      failpoints.LIVE_DEST_DEFINED,
                      failpoints.RESIZE_SOURCE_DEST_FINISHED,
                      failpoints.RESIZE_DEST_HANDED_OVER,
-                     failpoints.CONFIRM_SOURCE_STARTED):
+                     failpoints.CONFIRM_SOURCE_STARTED,
+                     failpoints.REVERT_DEST_STARTED):
             self.assertIs(destination, homes[name], name)

@@ -18,6 +18,8 @@ record (confirm), registers no request: extra_checks then requires only
 that no action of the instance is left open, which checks.py does too.
 """
 
+import subprocess
+import tempfile
 import time
 
 import oslo_messaging
@@ -31,6 +33,12 @@ NEW_FLAVOR = {'vcpus': 1, 'memory_mb': 160}
 POLL = 0.5
 MIGRATION_ENDS = ('completed', 'failed', 'cancelled', 'error', 'confirmed',
                   'reverted')
+# The destination's stand-in for LiveRollbackCase.
+STAND_IN_XML = """<domain type='qemu'>
+  <name>stand-in-{uuid}</name><uuid>{uuid}</uuid>
+  <memory unit='MiB'>16</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+</domain>"""
 # How long the host that was not killed may take to notice that its peer
 # lost the request it was waiting on (peers.call_watched: a few status
 # polls once the peer is back) and to end its part.
@@ -200,16 +208,19 @@ class LiveMigrationCase(MigrationCase):
 
 
 class LiveRollbackCase(LiveMigrationCase):
-    """The destination's rollback: a guest with a disk, live-migrated
-    without block migration, which the destination refuses in
-    pre_live_migration (it does not see the disk); the source then asks it
-    to roll back. Retried as a block migration."""
+    """The destination's rollback, which only a failed migration reaches:
+    a stand-in domain of the instance's uuid, defined (off) at the
+    destination, makes its pre_live_migration refuse; the source then asks
+    it to roll back, which removes the stand-in before the failpoint."""
 
     def prepare(self):
-        self.instance_uuid = self.boot(self.source, with_disk=True)
-
-    def resume(self):
-        return self.live_migrate(self.owner(), block=True)
+        super().prepare()
+        with tempfile.NamedTemporaryFile('w', suffix='.xml') as xml:
+            xml.write(STAND_IN_XML.format(uuid=self.instance_uuid))
+            xml.flush()
+            subprocess.run(['virsh', '-c', self.destination.libvirtd.uri,
+                            'define', xml.name], check=True,
+                           capture_output=True)
 
 
 # -- cold migration and resize -----------------------------------------------
@@ -275,13 +286,16 @@ class ConfirmCase(MigrationCase):
 class RevertCase(ConfirmCase):
     operation = 'resize-revert'
     action_open_at_kill = True
+    # Whether the restart undoes the revert (killed before the copy at the
+    # destination was removed): the instance stays resized there.
+    undone = False
 
     def trigger(self):
         self.send_interrupted(self.destination, 'revert_resize',
                               migration_id=self.migration_id)
 
     def expected_home(self):
-        return self.source
+        return self.destination if self.undone else self.source
 
     def resume(self):
         status = self.migration(self.destination,
@@ -343,10 +357,12 @@ CASES = [
     _case(F.CONFIRM_DEST_CLAIMED, ConfirmCase, DEST),
     _case(F.CONFIRM_SOURCE_DEST_CONFIRMED, ConfirmCase, SOURCE),
     _case(F.CONFIRM_SOURCE_REMOVED, ConfirmCase, SOURCE),
-    # revert, sent to the destination, which keeps the action until its
-    # record of the instance moves back to the source
-    _case(F.REVERT_DEST_STARTED, RevertCase, DEST),
-    _case(F.REVERT_DEST_REMOVED, RevertCase, DEST),
+    # revert, sent to the destination, whose action is no longer shown
+    # once its record of the instance moved back to the source (which the
+    # restart finishes once the copy there is gone)
+    _case(F.REVERT_DEST_STARTED, RevertCase, DEST, undone=True),
+    _case(F.REVERT_DEST_REMOVED, RevertCase, DEST,
+          action_open_at_kill=False),
     _case(F.REVERT_DEST_RECORD_MOVED, RevertCase, DEST,
           action_open_at_kill=False),
     _case(F.REVERT_SOURCE_STARTED, RevertCase, SOURCE,

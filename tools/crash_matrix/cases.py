@@ -24,7 +24,10 @@ instance after recovery (a Host), or None: either host, as its migration
 record says. ``extra_checks(views)`` may add failures (strings) to
 checks.py's, given each host's checks.HostView by name.
 
-Beyond the brief's interface: ``resume`` should raise CaseFailure (not
+Beyond the brief's interface: the runner calls ``wait_settled`` after
+the restart, before its checks (a two-host case waits there for the
+host that was not killed to notice what its peer lost, and returns
+False if it did not in time); ``resume`` should raise CaseFailure (not
 let a RemoteError through) when the agent refuses the retry;
 ``cleanup`` deletes each guest of ``instance_uuids`` (forced) through
 the host whose list_instances holds it, so override it when a delete
@@ -105,6 +108,12 @@ class Case:
 
     def extra_checks(self, views):
         return []
+
+    def wait_settled(self):
+        """Wait, after the restart, until the hosts are done with the
+        instance; whether they are. One host needs no wait: the
+        restarted agent settles everything before it serves a request."""
+        return True
 
     # -- helpers --------------------------------------------------------
 

@@ -4,7 +4,8 @@ For each case: every agent running and ready; the case prepares its
 guests; the armed host's agent is restarted armed with the case's
 failpoint (arming.py); the case triggers the operation; the agent
 reaches the failpoint and dies of SIGKILL, and its systemd's
-Restart=on-failure brings it back, unarmed; both hosts are checked
+Restart=on-failure brings it back, unarmed; once the case says the
+hosts are done with the instance (wait_settled), both are checked
 (checks.py); the case retries or reverts the operation; every guest is
 removed, and the hosts are checked again for anything left.
 """
@@ -56,6 +57,9 @@ class CaseRun:
             armed = arming.arm(self.case.armed_host(), self.case.failpoint)
             self.case.trigger()
             self.restart_seconds = arming.wait_killed_and_restarted(armed)
+            if not self.case.wait_settled():
+                self.failures.append('the hosts were still busy with the '
+                                     'instance when the checks began')
             self._check_and_resume()
         except Exception as error:
             self.failures.append(_headline(error))

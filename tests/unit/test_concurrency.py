@@ -91,6 +91,39 @@ class PrimitivesTest(testtools.TestCase):
         self.assertEqual(8, proxy.double(4))
         self.assertEqual(3, proxy.size)
 
+    def _blocked_until_a_worker_runs(self, run):
+        """run(blocking) where blocking() waits in a native lock for a
+        worker to release it, as a libvirt or SQLite call blocks in C:
+        True unless the call kept the workers from running (a call on
+        the hub in eventlet mode would wait out the deadline)."""
+        lock = concurrency.native_lock()
+        lock.acquire()
+        started = concurrency.Handoff()
+
+        def blocking():
+            started.put('blocking')
+            return lock.acquire(timeout=DEADLINE)
+
+        def release():
+            started.get()
+            lock.release()
+
+        concurrency.spawn(release, 'releaser')
+        return run(blocking)
+
+    def test_run_blocking_leaves_the_workers_running(self):
+        self.assertTrue(self._blocked_until_a_worker_runs(
+            concurrency.run_blocking))
+
+    def test_proxied_calls_leave_the_workers_running(self):
+        class Blocking:
+            def call(self, blocking):
+                return blocking()
+
+        for proxy in (concurrency.blocking_proxy(Blocking()),
+                      concurrency.serial_proxy(Blocking())):
+            self.assertTrue(self._blocked_until_a_worker_runs(proxy.call))
+
     def test_a_native_thread_hands_items_to_a_worker(self):
         handoff = concurrency.Handoff()
         taken = []

@@ -32,6 +32,9 @@ class TwoHostsTestCase(base.TestCase):
     source_bandwidth = 0
     # [libvirt] cold_migration_disk_transfer of the source's agent.
     source_disk_transfer = 'auto'
+    # role -> COMPUTE_AGENT_CONCURRENCY for that agent; a role not named
+    # runs in the tests' own mode.
+    concurrency_modes = {}
 
     def setUp(self):
         super().setUp()
@@ -52,13 +55,19 @@ class TwoHostsTestCase(base.TestCase):
                 host=f'{role}-{uuid.uuid4().hex[:6]}', virt_type='qemu',
                 shutdown_timeout=60, graceful_shutdown_timeout=150,
                 shutdown_retry_interval=test_power_off.RETRY_INTERVAL,
-                extra_config=config))
+                extra_config=config,
+                environment=self._mode_environment(role)))
             self.hypervisors[role] = hypervisor
             self.agents[role] = agent
         for role, agent in self.agents.items():
             agent.wait_ready()
             self.clients[role] = self.useFixture(rpc.AgentRPCClient(
                 self.broker.transport_url, agent.host, timeout=240))
+
+    def _mode_environment(self, role):
+        if role not in self.concurrency_modes:
+            return {}
+        return {'COMPUTE_AGENT_CONCURRENCY': self.concurrency_modes[role]}
 
     def boot(self, honours_acpi=True, with_disk=False):
         image = {'id': 'debian-busybox', 'properties': {},

@@ -69,6 +69,8 @@ def status(status):
              f'graceful_shutdown_timeout {status["graceful_shutdown_timeout"]}'
              f' s',
              f'in flight       {len(status["in_flight"])}']
+    if status.get('concurrency'):   # an agent older than the key: none
+        lines.insert(-1, f'concurrency     {status["concurrency"]}')
     if status.get('hypervisor'):
         lines.insert(-1, hypervisor(status['hypervisor']))
     for op in status['in_flight']:

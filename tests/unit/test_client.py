@@ -127,6 +127,18 @@ class TestOutput(ClientTestCase):
                      '12.3 s'):
             self.assertIn(text, out)
 
+    def test_status_names_the_concurrency_mode_when_the_agent_does(self):
+        self.api.get_service_status.return_value = dict(
+            STATUS, concurrency='eventlet')
+        self.assertEqual(0, self.run_client('status'))
+        self.assertIn('concurrency     eventlet\n', self.stdout.getvalue())
+        # An older agent does not say.
+        self.stdout.seek(0)
+        self.stdout.truncate()
+        self.api.get_service_status.return_value = STATUS
+        self.assertEqual(0, self.run_client('status'))
+        self.assertNotIn('concurrency', self.stdout.getvalue())
+
     def test_status_alt(self):
         self.api.get_service_status.return_value = dict(STATUS, in_flight=[])
         self.assertEqual(0, self.run_client('status', '--alt'))

@@ -128,6 +128,20 @@ def wait_until_guest_ready(console_log, timeout=BOOT_TIMEOUT):
         time.sleep(0.1)
 
 
+def destroy_running_domains(uri):
+    """Destroy every running domain of the libvirtd at uri."""
+    conn = libvirt.open(uri)
+    try:
+        for domain in conn.listAllDomains(
+                libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            try:
+                domain.destroy()
+            except libvirt.libvirtError:
+                pass  # stopped on its own meanwhile
+    finally:
+        conn.close()
+
+
 def _which(program):
     return shutil.which(program, path=_SEARCH_PATH)
 
@@ -450,16 +464,7 @@ class PrivateLibvirtd(fixtures.Fixture):
     def _destroy_domains(self):
         if self._supervisor.poll() is not None:
             return  # libvirtd died or was killed: _stop kills any QEMU
-        conn = libvirt.open(self.uri)
-        try:
-            for domain in conn.listAllDomains(
-                    libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-                try:
-                    domain.destroy()
-                except libvirt.libvirtError:
-                    pass  # stopped on its own meanwhile
-        finally:
-            conn.close()
+        destroy_running_domains(self.uri)
 
     def _stop(self):
         # The supervisor passes SIGTERM on to libvirtd and exits with it.

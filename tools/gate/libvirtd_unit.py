@@ -82,16 +82,7 @@ class LibvirtdUnit(libvirtd.PrivateLibvirtd):
     def _destroy_domains(self):
         if self.state() in STOPPED:
             return  # the host's systemd kills QEMU at its teardown
-        conn = libvirt.open(self.uri)
-        try:
-            for domain in conn.listAllDomains(
-                    libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-                try:
-                    domain.destroy()
-                except libvirt.libvirtError:
-                    pass  # stopped on its own meanwhile
-        finally:
-            conn.close()
+        libvirtd.destroy_running_domains(self.uri)
 
     def restart(self):
         self.systemd.systemctl('restart', UNIT)

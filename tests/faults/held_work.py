@@ -44,6 +44,27 @@ def builds_in_flight(client, topic=rpc.TOPIC):
                   if op['method'] == BUILD)
 
 
+def builds_recorded(client, topic=rpc.TOPIC):
+    """The uuids of the builds in flight whose build action the agent
+    has recorded: a build is in flight from the moment its request
+    arrives, a little before its records are written."""
+    return [instance_uuid for instance_uuid in builds_in_flight(client,
+                                                                topic)
+            if any(entry['action'] == 'build'
+                   for entry in _actions_or_none(client, instance_uuid,
+                                                 topic))]
+
+
+def _actions_or_none(client, instance_uuid, topic):
+    try:
+        return client.call('get_instance_actions', topic=topic,
+                           instance_uuid=instance_uuid)
+    except oslo_messaging.RemoteError as error:
+        if error.exc_type == 'InstanceNotFound':
+            return []  # its record is not written yet
+        raise
+
+
 def instance_or_none(client, instance_uuid):
     try:
         return client.call('get_instance', instance_uuid=instance_uuid)

@@ -123,8 +123,10 @@ class SystemdUnitTest(testtools.TestCase):
     def _hold_builds(self, count):
         builds = [HeldBuild(self.client) for _ in range(count)]
         uuids = sorted(build.uuid for build in builds)
-        wait_for(lambda: held_work.builds_in_flight(self.client) == uuids,
-                 TIMEOUT, f'{count} held builds in flight')
+        # Recorded, not only in flight: what a kill then interrupts has
+        # an action record to show it.
+        wait_for(lambda: held_work.builds_recorded(self.client) == uuids,
+                 TIMEOUT, f'{count} held builds recorded')
         return builds
 
     def test_start_returns_once_ready(self):

@@ -35,9 +35,10 @@ fi
 # the exit status is non-zero when anything failed.
 GATE_REPORT=${GATE_REPORT:-build/gate/report.json}
 status=0
-# py3-eventlet: the unit suite again in eventlet mode (issue 12).
+# py3-eventlet and functional-eventlet: the unit and functional suites
+# again in eventlet mode (COMPUTE_AGENT_CONCURRENCY=eventlet).
 envs=pep8,genconfig-check,systemd-verify,py3,py3-eventlet,functional
-envs+=,realguest,faults
+envs+=,functional-eventlet,realguest,faults
 echo "run-tests: .venv/bin/tox -e $envs"
 .venv/bin/tox -e "$envs" || status=$?
 echo "run-tests: .venv/bin/tox -e gate -- --repeat 1 --report $GATE_REPORT"

@@ -29,6 +29,9 @@ MIGRATION_IN_PROGRESS = ('queued', 'preparing', 'running', 'confirming',
 SHELVE_TASKS = ('shelving', 'shelving_offloading')
 # An unshelve settles to where it started until the guest runs again.
 UNSHELVE_TASK = 'unshelving'
+# The action of a task state whose record may be written before its
+# action: a build's (lifecycle.Lifecycle.build).
+ACTION_OF_UNRECORDED_TASK = {'spawning': 'build'}
 
 
 class RestartRecovery:
@@ -46,9 +49,11 @@ class RestartRecovery:
     def settle(self):
         """Settle migrations, instances and actions, in that order."""
         recovered = {}  # instance uuid -> what the restart did about it
+        tasks = {}  # instance uuid -> the task state it was interrupted in
         self._settle_migrations(recovered)
         for record in self._db.list_interrupted(self._host):
             uuid = record['uuid']
+            tasks[uuid] = record['task_state']
             try:
                 recovered[uuid] = self._reconcile(record)
             except Exception as error:
@@ -64,6 +69,7 @@ class RestartRecovery:
                                    f'it ({error}), so the instance is now '
                                    f'{ERROR}')
         self._close_actions(recovered)
+        self._record_unrecorded(recovered, tasks)
 
     def _settle_migrations(self, recovered):
         for migration in self._db.list_migrations(
@@ -200,6 +206,21 @@ class RestartRecovery:
                         message)
             self._db.finish_action(action['id'], INTERRUPTED,
                                    message=message)
+
+    def _record_unrecorded(self, recovered, tasks):
+        """A build writes its instance record before its action (the
+        insert is the uuid check): a kill in between leaves an interrupted
+        record no action explains. Record one, closed."""
+        for uuid, task in tasks.items():
+            action = ACTION_OF_UNRECORDED_TASK.get(task)
+            if action is None or self._db.list_actions(uuid):
+                continue
+            message = (f'interrupted by a stop of the agent before its '
+                       f'action was recorded; {recovered[uuid]}')
+            LOG.warning('Action %s of instance %s was %s', action, uuid,
+                        message)
+            action_id = self._db.start_action(uuid, None, action)
+            self._db.finish_action(action_id, INTERRUPTED, message=message)
 
     def _nothing_to_settle(self, instance_uuid):
         """For an action whose operation had committed its outcome (or not

@@ -410,6 +410,26 @@ class InterruptedActionTest(ManagerTestCase):
         self.assertEqual('interrupted', action['result'])
         self.assertIn('now error', action['message'])
 
+    def test_build_killed_before_its_action_was_recorded(self):
+        # The record is written first (its insert is the uuid check); a
+        # kill before the build's action leaves none. The restart records
+        # one, so the error instance says why it is error.
+        database = db.Database(self.db_path)
+        uuid_ = str(uuid.uuid4())
+        database.create_instance(
+            uuid=uuid_, name='half', host=HOST,
+            vm_state='building', task_state='spawning',
+            power_state='nostate', vcpus=1, memory_mb=64,
+            image={'id': 'img', 'properties': {}}, last_power_off=None)
+        self.manager = self._new_manager()
+        [action] = self.manager.get_instance_actions(self.ctxt, uuid_)
+        self.assertEqual(('build', 'interrupted'),
+                         (action['action'], action['result']))
+        self.assertIsNone(action['request_id'])
+        self.assertIsNotNone(action['finish_time'])
+        self.assertIn('before its action was recorded', action['message'])
+        self.assertIn('now error', action['message'])
+
     def test_action_left_open_after_its_operation_ended(self):
         # Killed between committing the outcome and closing the action:
         # nothing is left to settle, and the action says so.

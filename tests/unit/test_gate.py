@@ -80,16 +80,17 @@ class TestReport(base.TestCase):
         path = os.path.join(directory, 'not', 'there', 'gate.json')
         summary = report.summarize(
             [_run('a', False, [0.5], 'slow\ntraceback')], ['a'])
-        report.write_json(path, summary, 3, 1234, 61.26, 'systemd 252')
+        report.write_json(path, summary, 3, 1234, 61.26, 'systemd 252',
+                          'eventlet')
         with open(path) as written:
             text = written.read()
         self.assertTrue(text.endswith('\n'))
         data = json.loads(text)
         self.assertEqual({'scenarios', 'repeat', 'seed', 'seconds',
-                          'supervisor'}, set(data))
-        self.assertEqual((3, 1234, 61.3, 'systemd 252'),
+                          'supervisor', 'concurrency'}, set(data))
+        self.assertEqual((3, 1234, 61.3, 'systemd 252', 'eventlet'),
                          (data['repeat'], data['seed'], data['seconds'],
-                          data['supervisor']))
+                          data['supervisor'], data['concurrency']))
         self.assertEqual([{'name': 'a', 'runs': 1, 'passed': 0,
                            'drain_lag_median': 0.5, 'drain_lag_max': 0.5,
                            'failures': ['slow']}], data['scenarios'])
@@ -275,8 +276,19 @@ class TestParseArgs(base.TestCase):
         self.assertEqual(unitfile.EXECUTABLE_NAME,
                          os.path.basename(args.executable))
 
+    def test_concurrency_defaults_to_the_gates_own_mode(self):
+        for environment, expected in (('eventlet', 'eventlet'),
+                                      (None, 'threading')):
+            self.useFixture(fixtures.EnvironmentVariable(
+                'COMPUTE_AGENT_CONCURRENCY', environment))
+            self.assertEqual(expected, cli.parse_args([]).concurrency)
+        self.assertEqual('eventlet', cli.parse_args(
+            ['--concurrency', 'eventlet']).concurrency)
+
     def test_usage_errors(self):
         for argv, message in [
+                (['--concurrency', 'gevent'],
+                 "invalid choice: 'gevent'"),
                 (['--repeat', '0'], '--repeat must be at least 1'),
                 (['--repeat', '-2'], '--repeat must be at least 1'),
                 (['--scenario', 'reboot-sigterm'],

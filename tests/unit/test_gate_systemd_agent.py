@@ -25,8 +25,9 @@ class FakeHostSystemd:
         self.shown.update(shown)
         self.states = []  # ActiveState answers, one per show, then stays
 
-    def install_agent(self, executable, config_file, output_file):
-        self.installed = (executable, config_file, output_file)
+    def install_agent(self, executable, config_file, output_file,
+                      environment):
+        self.installed = (executable, config_file, output_file, environment)
 
     def systemctl(self, *args, check=True):
         self.calls.append((args, check))
@@ -63,8 +64,17 @@ class TestSystemdAgent(base.TestCase):
 
     def test_installs_the_unit_and_reads_systemds_stop_timeout(self):
         self.assertEqual(('/venv/bin/compute-agent', '/etc/c.conf',
-                          self.output), self.host.installed)
+                          self.output,
+                          {'COMPUTE_AGENT_CONCURRENCY': 'threading'}),
+                         self.host.installed)
         self.assertEqual(200.0, self.agent.stop_timeout)
+
+    def test_the_concurrency_mode_goes_into_the_units_environment(self):
+        systemd_agent.SystemdAgent(
+            self.host, '/venv/bin/compute-agent', '/etc/c.conf',
+            self.output, concurrency='eventlet')
+        self.assertEqual({'COMPUTE_AGENT_CONCURRENCY': 'eventlet'},
+                         self.host.installed[3])
 
     def test_start_notes_the_run_and_where_its_output_begins(self):
         with open(self.output, 'w') as output:

@@ -1,4 +1,5 @@
 """tox -e gate -- [--repeat N] [--report PATH] [--scenario NAME ...]
+                  [--concurrency threading|eventlet]
 
 Brings up the two-host deployment once, runs every selected scenario N
 times in random order (the seed is printed, and --seed repeats an
@@ -18,6 +19,7 @@ import traceback
 
 import fixtures
 
+from compute_agent import concurrency
 from tools.gate import deployment as gate_deployment
 from tools.gate import report
 from tools.gate import registry
@@ -39,6 +41,11 @@ def parse_args(argv):
                         choices=sorted(registry.by_name()), metavar='NAME',
                         help='run only this scenario (repeatable; default '
                              'all: %(choices)s)')
+    parser.add_argument('--concurrency', choices=concurrency.MODES,
+                        default=concurrency.mode_from_environment(),
+                        help='the mode the agents run in (default: the one '
+                             f'{concurrency.ENVIRONMENT_VARIABLE} names '
+                             'here, else threading)')
     parser.add_argument('--seed', type=int,
                         help='seed of the run order and host choices')
     parser.add_argument('--workdir', metavar='DIR',
@@ -138,13 +145,15 @@ def main(argv=None):
     rng.shuffle(plan)
     workdir = args.workdir or tempfile.mkdtemp(prefix='compute-agent-gate-')
     os.makedirs(workdir, exist_ok=True)
-    say(f'{len(plan)} runs, seed {args.seed}, workdir {workdir}')
+    say(f'{len(plan)} runs, seed {args.seed}, agents in '
+        f'{args.concurrency} mode, workdir {workdir}')
 
     # A CI system stops a job that overran with SIGTERM: leave through the
     # cleanups, so that no broker, libvirtd or guest outlives the job.
     signal.signal(signal.SIGTERM, _leave_on_sigterm)
     started = time.monotonic()
-    deployment = gate_deployment.Deployment(workdir, args.executable)
+    deployment = gate_deployment.Deployment(workdir, args.executable,
+                                            args.concurrency)
     try:
         results, supervisor = _run_deployed(deployment, plan, rng, started)
     finally:
@@ -164,7 +173,7 @@ def main(argv=None):
     print(report.format_table(summary), flush=True)
     if args.report:
         report.write_json(args.report, summary, args.repeat, args.seed,
-                          seconds, supervisor)
+                          seconds, supervisor, args.concurrency)
         say(f'report written to {args.report}')
     failed = [result for result in results if not result.passed]
     if failed:

@@ -26,6 +26,7 @@ from tests.fixtures import systemd
 from tests.realguest import libvirtd
 from tools.gate import libvirtd_unit
 from tools.gate import systemd_agent
+from tools.gate.failure import GateFailure
 
 HOST_NAMES = ('host-a', 'host-b')
 RPC_TIMEOUT = 60
@@ -134,10 +135,11 @@ class Host:
 class Deployment(fixtures.Fixture):
     """The broker, both hosts, and the guest images."""
 
-    def __init__(self, workdir, executable):
+    def __init__(self, workdir, executable, concurrency):
         super().__init__()
         self.workdir = workdir
         self.executable = executable
+        self.concurrency = concurrency  # every agent's mode
         self.hosts = {}
         # Each host's systemd cgroup subtree: none may outlive the gate.
         self.cgroup_names = []
@@ -167,7 +169,7 @@ class Deployment(fixtures.Fixture):
         self._write_config(config_file, name, state_path, hypervisor.uri)
         agent = systemd_agent.SystemdAgent(
             host_systemd, self.executable, config_file,
-            os.path.join(host_dir, 'journal.log'))
+            os.path.join(host_dir, 'journal.log'), self.concurrency)
         # Stopped like any service (it drains), before libvirtd and then
         # its systemd go.
         self.addCleanup(agent.stop)
@@ -176,6 +178,13 @@ class Deployment(fixtures.Fixture):
             self.broker.transport_url, name, timeout=RPC_TIMEOUT))
         recording = RecordingClient(client)
         status = recording.call('get_service_status')
+        # The drop-in's environment reached the agent: the runs test the
+        # mode the report names.
+        if status.get('concurrency') != self.concurrency:
+            raise GateFailure(
+                f'the agent on {name} runs in '
+                f'{status.get("concurrency")} mode, not in '
+                f'{self.concurrency} as its unit\'s environment says')
         return Host(name, hypervisor, host_systemd, agent, recording,
                     state_path,
                     status['graceful_shutdown_timeout'])

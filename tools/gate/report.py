@@ -4,9 +4,10 @@ JSON (the interface CI and operators' jobs read)::
 
     {"scenarios": [{"name", "runs", "passed", "drain_lag_median",
                     "drain_lag_max", "failures"}],
-     "repeat", "seed", "seconds", "supervisor"}
+     "repeat", "seed", "seconds", "supervisor", "concurrency"}
 
-"supervisor" names what ran the agents, e.g. "systemd 252".
+"supervisor" names what ran the agents, e.g. "systemd 252";
+"concurrency" the agents' mode, "threading" or "eventlet".
 
 Drain lags are in seconds, over every run that measured one (a failed run
 with a long lag must show in the maximum); null when none did.
@@ -79,11 +80,13 @@ def format_table(summary):
                      + [line(row) for row in rows])
 
 
-def write_json(path, summary, repeat, seed, seconds, supervisor):
+def write_json(path, summary, repeat, seed, seconds, supervisor,
+               concurrency):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with open(path, 'w') as report:
         json.dump({'scenarios': summary, 'repeat': repeat, 'seed': seed,
-                   'seconds': round(seconds, 1), 'supervisor': supervisor},
+                   'seconds': round(seconds, 1), 'supervisor': supervisor,
+                   'concurrency': concurrency},
                   report, indent=2)
         report.write('\n')

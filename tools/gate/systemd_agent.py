@@ -1,7 +1,8 @@
 """compute-agent.service on one simulated host, driven with systemctl.
 
 A thin layer over the host's own systemd (tests/fixtures/systemd.py),
-which runs the shipped unit with a drop-in for paths and output only.
+which runs the shipped unit with a drop-in for paths, output and the
+concurrency mode only.
 Starts return once systemd has seen READY=1 (Type=notify); a stop is
 requested without waiting and followed in `systemctl show`; what systemd
 reports after the exit (Result=, ExecMainCode=, ExecMainStatus=) is the
@@ -17,6 +18,7 @@ import dataclasses
 import os
 import time
 
+from compute_agent import concurrency as concurrency_mode
 from tests.fixtures import systemd
 from tools.gate import unitfile
 
@@ -81,10 +83,16 @@ class Identity:
 class SystemdAgent:
     """The agent unit of one host's private systemd."""
 
-    def __init__(self, host_systemd, executable, config_file, output_file):
+    def __init__(self, host_systemd, executable, config_file, output_file,
+                 concurrency=concurrency_mode.THREADING):
         self.systemd = host_systemd
         self.journal = output_file  # stands in for the journal
-        host_systemd.install_agent(executable, config_file, output_file)
+        # The mode is chosen where the unit is deployed, as its paths and
+        # config are: an Environment= line in the same drop-in, the way
+        # an operator would set it (the unit itself is shipped as is).
+        host_systemd.install_agent(
+            executable, config_file, output_file,
+            environment={concurrency_mode.ENVIRONMENT_VARIABLE: concurrency})
         # What systemd itself will enforce, as it parsed the unit.
         self.stop_timeout = unitfile.parse_time_span(
             self.show('TimeoutStopUSec')['TimeoutStopUSec'])

@@ -38,7 +38,7 @@ status=0
 # py3-eventlet and functional-eventlet: the unit and functional suites
 # again in eventlet mode (COMPUTE_AGENT_CONCURRENCY=eventlet).
 envs=pep8,genconfig-check,systemd-verify,py3,py3-eventlet,functional
-envs+=,functional-eventlet,realguest,faults
+envs+=,functional-eventlet,cluster,realguest,faults
 echo "run-tests: .venv/bin/tox -e $envs"
 .venv/bin/tox -e "$envs" || status=$?
 echo "run-tests: .venv/bin/tox -e gate -- --repeat 1 --report $GATE_REPORT"

@@ -29,6 +29,7 @@ from compute_agent import failpoints
 from compute_agent import image_store
 from compute_agent import log_safety
 from compute_agent import manager
+from compute_agent import queue_guarantees
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import service
@@ -57,6 +58,7 @@ def build_service(conf, signal_inbox):
     database = concurrency.serial_proxy(
         db.Database(os.path.join(conf.state_path, 'agent.sqlite')))
     transport = rpc.get_transport(conf)
+    LOG.info('%s', queue_guarantees.describe(conf))
     compute_manager = manager.ComputeManager(
         host=conf.host, driver=driver, database=database,
         image_store=image_store.ImageStore(

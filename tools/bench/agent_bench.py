@@ -1,5 +1,9 @@
 """Benchmark compute-agent against a private RabbitMQ and test:///default.
 
+Every figure is taken in each concurrency mode (the agents get
+COMPUTE_AGENT_CONCURRENCY), one mode after the other, and printed side
+by side.
+
 Speed and memory targets are checked here, never by timed assertions in
 tests: a missed target prints MISS and the run still exits 0. Only a
 broken run (an error, an agent that ignores SIGTERM) exits non-zero.
@@ -32,6 +36,7 @@ from tests.fixtures import agent as agent_fixture  # noqa: E402
 from tests.fixtures import rabbitmq  # noqa: E402
 from tests.fixtures import rpc  # noqa: E402
 
+from compute_agent import concurrency  # noqa: E402
 import oslo_messaging  # noqa: E402
 
 BURST = 20  # concurrent requests in flight when SIGTERM is sent
@@ -57,6 +62,17 @@ def stats(samples):
     return figures
 
 
+def detection(power_offs):
+    """From the clean stops' records: how long each waited for the guest
+    to be seen off (the test driver's guest goes off at once, so this is
+    the lifecycle event's way through libvirt's loop to the waiting
+    operation), and what saw it ('event' or the safety net's 'poll')."""
+    seen_by = [power_off.get('detected_by') for power_off in power_offs]
+    return dict(stats([power_off['seconds'] * 1000
+                       for power_off in power_offs]),
+                by_event=seen_by.count('event'), by_poll=seen_by.count('poll'))
+
+
 def timed_ms(call, *args, **kwargs):
     started = time.perf_counter()
     call(*args, **kwargs)
@@ -79,7 +95,12 @@ def new_instance():
 
 
 class Bench(fixtures.Fixture):
-    """A private broker; the agents and clients started on it."""
+    """A private broker; the agents (all in one concurrency mode) and
+    clients started on it."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
 
     def _setUp(self):
         self.broker = rabbitmq.RabbitMQBroker()
@@ -92,13 +113,19 @@ class Bench(fixtures.Fixture):
     def start_agent(self):
         """A fresh agent, ready, and a wire client for it."""
         started = time.monotonic()
-        agent = self.useFixture(agent_fixture.AgentProcess(self.url))
+        agent = self.useFixture(agent_fixture.AgentProcess(
+            self.url,
+            environment={concurrency.ENVIRONMENT_VARIABLE: self.mode}))
         agent.wait_ready()
         ready = [n.received for n in agent.notifications
                  if n.fields.get('READY') == '1']
         self.ready_seconds.append(ready[-1] - started)
-        return agent, self.useFixture(rpc.AgentRPCClient(self.url,
-                                                         agent.host))
+        client = self.useFixture(rpc.AgentRPCClient(self.url, agent.host))
+        running = client.call('get_service_status')['concurrency']
+        if running != self.mode:
+            raise RuntimeError(f'agent {agent.host} runs in {running} '
+                               f'mode, not {self.mode}')
+        return agent, client
 
     def rpc_round_trip(self, client, calls):
         figures = {}
@@ -115,14 +142,19 @@ class Bench(fixtures.Fixture):
         # One instance per cycle, deleted at its end, so the host holds
         # one guest at a time and later cycles are not slowed by a pile.
         samples = {op: [] for op, _, _ in LIFECYCLE}
+        detections = []   # each clean stop's power-off record
         for _ in range(cycles):
             instance = new_instance()
             for op, method, kwargs in LIFECYCLE:
                 named = ({'instance': instance} if op == 'boot' else
                          {'instance_uuid': instance['uuid']})
-                samples[op].append(timed_ms(client.call, method,
-                                            **named, **kwargs))
-        return {op: stats(values) for op, values in samples.items()}
+                started = time.perf_counter()
+                record = client.call(method, **named, **kwargs)
+                samples[op].append((time.perf_counter() - started) * 1000)
+                if op == 'stop clean':
+                    detections.append(record['last_power_off'])
+        figures = {op: stats(values) for op, values in samples.items()}
+        return figures, detection(detections)
 
     def wait_exit(self, agent):
         """Seconds from SIGTERM to exit, or None when the agent hung."""
@@ -182,14 +214,15 @@ class Bench(fixtures.Fixture):
                 'after_sigterm': sum(t > agent.signal_time for t in replies)}
 
 
-def run(args):
+def run(args, mode):
     figures = {'loadavg_before': os.getloadavg()[0]}
-    with Bench() as bench:
+    with Bench(mode) as bench:
         figures['broker_start_s'] = bench.broker.start_seconds
         agent, client = bench.start_agent()
         figures['rss_start'] = rss_mib(agent.pid)
         figures['rpc'] = bench.rpc_round_trip(client, args.calls)
-        figures['ops'] = bench.instance_operations(client, args.calls)
+        figures['ops'], figures['detection'] = bench.instance_operations(
+            client, args.calls)
         figures['rss_after'] = rss_mib(agent.pid)
         agent.sigterm()
         bench.wait_exit(agent)
@@ -207,54 +240,82 @@ def run(args):
     return figures
 
 
-def spread(s, unit, digits, p95=True):
-    hung = f'{s["hung"]} hung (killed after {HUNG_AFTER} s)'
+def spread(s, digits, p95=True):
+    """'median / p95 / max' (or 'median / max'), and how many hung."""
+    hung = f'{s["hung"]} hung'
     if s['hung'] == s['n']:
         return hung
-    p95 = f', p95 {s["p95"]:.{digits}f}' if p95 else ''
-    return (f'median {s["median"]:.{digits}f} {unit}{p95}, '
-            f'max {s["max"]:.{digits}f}' + (', ' + hung if s['hung'] else ''))
+    keys = ('median', 'p95', 'max') if p95 else ('median', 'max')
+    return (' / '.join(f'{s[key]:.{digits}f}' for key in keys)
+            + (', ' + hung if s['hung'] else ''))
 
 
-def report(figures, args):
-    rows = []
+class Table:
+    """A row per figure, a column per mode, then the target and whether
+    every mode met it (else the modes that missed)."""
 
-    def row(label, value, target='', ok=None):
-        verdict = '' if ok is None else ('PASS' if ok else 'MISS')
-        rows.append((label, value, target, verdict))
+    def __init__(self, modes):
+        self.modes = modes
+        self.rows = [('', *modes, 'target', ''),
+                     ('', *('-' * len(mode) for mode in modes), '', '')]
 
-    for topic, s in figures['rpc'].items():
-        row(f'get_service_status on {topic} (x{s["n"]})',
-            spread(s, 'ms', 2), 'median < 10 ms', s['median'] < 10)
-        row('', f'{s["calls_per_s"]:.0f} calls/s (sequential)')
-    for op, s in figures['ops'].items():
-        row(f'{op} (x{s["n"]})', spread(s, 'ms', 2), 'median < 50 ms',
-            s['median'] < 50)
+    def row(self, label, value, target='', ok=None):
+        """value(figures) -> the cell; ok(figures) -> met the target."""
+        cells = [value(figures) for figures in self.modes.values()]
+        verdict = ''
+        if ok is not None:
+            missed = [mode for mode, figures in self.modes.items()
+                      if not ok(figures)]
+            verdict = 'MISS ' + ', '.join(missed) if missed else 'PASS'
+        self.rows.append((label, *cells, target, verdict))
+
+    def print(self):
+        widths = [max(len(row[i]) for row in self.rows)
+                  for i in range(len(self.rows[0]))]
+        for row in self.rows:
+            print('  '.join(f'{cell:<{width}}' for cell, width
+                            in zip(row, widths)).rstrip())
+
+
+def report(by_mode, args):
+    table = Table(by_mode)
+    row = table.row
+    for topic in (rpc.TOPIC, rpc.ALT_TOPIC):
+        n = args.calls
+        row(f'get_service_status on {topic} (x{n}), ms',
+            lambda f: spread(f['rpc'][topic], 2), 'median < 10 ms',
+            lambda f: f['rpc'][topic]['median'] < 10)
+        row('  sequential calls/s',
+            lambda f: f'{f["rpc"][topic]["calls_per_s"]:.0f}')
+    for op, _, _ in LIFECYCLE:
+        row(f'{op} (x{args.calls}), ms', lambda f: spread(f['ops'][op], 2),
+            'median < 50 ms', lambda f: f['ops'][op]['median'] < 50)
+    row(f'clean stop: guest off -> seen (x{args.calls}), ms',
+        lambda f: spread(f['detection'], 0))
+    row('  seen by event / by poll',
+        lambda f: f'{f["detection"]["by_event"]} / '
+                  f'{f["detection"]["by_poll"]}')
     for key, label, limit in (
             ('idle_exit', f'idle {args.idle:g} s, SIGTERM -> exit', 2),
             ('busy_lag', 'busy: last reply -> exit', 1),
             ('busy_exit', 'busy: SIGTERM -> exit', None)):
-        s = figures[key]
-        row(f'{label} (x{s["n"]})', spread(s, 's', 3, p95=False),
+        row(f'{label} (x{args.repeat}), s',
+            lambda f: spread(f[key], 3, p95=False),
             f'max < {limit} s' if limit else '',
-            limit and not s['hung'] and s['max'] < limit)
-    busy = figures['busy']
-    row('', f'answered {busy["answered"]} of {BURST} per run, '
-        f'{busy["after_sigterm"]} after SIGTERM')
-    for key, label in (('rss_start', 'RSS after start'),
-                       ('rss_after', 'RSS after workload')):
-        row(label, f'{figures[key]:.1f} MiB', '< 150 MiB',
-            figures[key] < 150)
-    row(f'start -> READY=1 (x{figures["ready"]["n"]})',
-        spread(figures['ready'], 's', 2, p95=False))
-    row('private RabbitMQ start', f'{figures["broker_start_s"]:.1f} s')
-    row('1-min load average', f'{figures["loadavg_before"]:.2f} before, '
-        f'{figures["loadavg_after"]:.2f} after')
-
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for label, value, target, verdict in rows:
-        print(f'{label:<{widths[0]}}  {value:<{widths[1]}}  '
-              f'{target:<{widths[2]}}  {verdict}'.rstrip())
+            limit and (lambda f: not f[key]['hung'] and f[key]['max'] < limit))
+    row(f'  busy: answered / after SIGTERM, of {BURST}',
+        lambda f: ','.join(map(str, f['busy']['answered'])) + ' / '
+        + ','.join(map(str, f['busy']['after_sigterm'])))
+    for key, label in (('rss_start', 'RSS idle after start, MiB'),
+                       ('rss_after', 'RSS after workload, MiB')):
+        row(label, lambda f: f'{f[key]:.1f}', '< 150 MiB',
+            lambda f: f[key] < 150)
+    row('start -> READY=1, s', lambda f: spread(f['ready'], 2, p95=False))
+    row('private RabbitMQ start, s', lambda f: f'{f["broker_start_s"]:.1f}')
+    row('1-min load average before / after',
+        lambda f: f'{f["loadavg_before"]:.2f} / {f["loadavg_after"]:.2f}')
+    print('figures: median / p95 / max, or median / max')
+    table.print()
 
 
 def main():
@@ -265,17 +326,23 @@ def main():
                         help='agent starts per drain measurement')
     parser.add_argument('--idle', type=float, default=8.0,
                         help='seconds idle before the idle SIGTERM')
+    parser.add_argument('--mode', action='append',
+                        choices=concurrency.MODES,
+                        help='measure only this concurrency mode '
+                             '(repeatable; default: all, side by side)')
     parser.add_argument('--json', metavar='PATH',
-                        help='also write the raw figures here')
+                        help='also write the raw figures here, per mode')
     args = parser.parse_args()
-    figures = run(args)
-    report(figures, args)
+    modes = list(dict.fromkeys(args.mode or concurrency.MODES))
+    by_mode = {mode: run(args, mode) for mode in modes}
+    report(by_mode, args)
     if args.json:
         with open(args.json, 'w') as out:
-            json.dump(figures, out, indent=2)
-    if figures['hung']:
-        sys.exit(f'{figures["hung"]} agent(s) still running {HUNG_AFTER} s '
-                 f'after SIGTERM were killed: the drain hung')
+            json.dump(by_mode, out, indent=2)
+    hung = sum(figures['hung'] for figures in by_mode.values())
+    if hung:
+        sys.exit(f'{hung} agent(s) still running {HUNG_AFTER} s after '
+                 f'SIGTERM were killed: the drain hung')
 
 
 if __name__ == '__main__':

@@ -23,6 +23,7 @@ SLEEP_ALLOWED = {
     'fixtures/cgroups.py',
     'fixtures/polling.py',
     'fixtures/rabbitmq.py',
+    'fixtures/rabbitmq_cluster.py',
     'fixtures/systemd.py',
     'realguest/libvirtd.py',
 }

@@ -54,6 +54,7 @@ def run(args, size):
         figures['agent_rss'] = accounting.spread(fleet.agent_rss())
         figures['broker_rss'] = fleet.broker_rss()
         figures['queues'] = fleet.queue_counts()
+        figures['connections'] = fleet.connections_by_node()
 
         plane.phase = 'restarts'
         outage = {}
@@ -63,8 +64,10 @@ def run(args, size):
                 fleet.broker_outage(args.node_down))))
         figures['rolling_restart_s'] = time.monotonic() - started
         outage['thread'].join(SETTLE_TIMEOUT)
-        figures['node_down_s'] = (outage['times']['back'] -
-                                  outage['times']['killed'])
+        times = outage['times']
+        figures['node_down_s'] = times['back'] - times['killed']
+        figures['killed_node'] = {'connections': times['connections'],
+                                  'quorum_leaders': times['leaders']}
         plane.phase = 'after'
         time.sleep(args.after)
         figures['unfinished_workers'] = plane.stop(SETTLE_TIMEOUT)

@@ -88,9 +88,12 @@ class Fleet(fixtures.Fixture):
     def broker_outage(self, node_down_seconds):
         """Kill the first node (where every client connects first) and
         start it again node_down_seconds later, in a thread; returns it
-        and a dict that gets the outage's times."""
+        and a dict that gets the outage's times, and the connections and
+        quorum queue leaders the node had."""
         node = self.cluster.nodes[0]
-        times = {}
+        times = {'connections': self.connections_by_node().get(node.node),
+                 'leaders': sum(leader == node.node for _, leader, _
+                                in self.cluster.queues().values())}
 
         def outage():
             times['killed'] = time.monotonic()
@@ -115,6 +118,15 @@ class Fleet(fixtures.Fixture):
             if pid is not None and node.running:
                 rss[node.node] = rss_mib(pid)
         return rss
+
+    def connections_by_node(self):
+        """{node name: AMQP connections}; a connection's Erlang pid
+        names the node that holds it."""
+        pids = self.cluster.nodes[0].ctl(
+            'list_connections', '--quiet', '--no-table-headers',
+            'pid').split()
+        return {node.node: sum(node.node in pid for pid in pids)
+                for node in self.cluster.nodes}
 
     def queue_counts(self):
         """{queue type: count} on the cluster."""

@@ -6,9 +6,11 @@ PHASES = ('steady', 'restarts', 'after')
 
 
 def error_types(requests):
-    """{'operation: error type': count} of the calls that got no answer."""
+    """{'operation: error type (phase)': count} of the calls that got no
+    answer."""
     seen = collections.Counter(
-        f'{r.operation}: {r.error_type or r.outcome}' for r in requests
+        f'{r.operation}: {r.error_type or r.outcome} ({r.phase})'
+        for r in requests
         if r.outcome != 'answered')
     return dict(sorted(seen.items()))
 
@@ -57,6 +59,11 @@ def rows(runs):
     yield 'broker RSS per node, MiB', [
         ' '.join(f'{v:.0f}' for v in r['broker_rss'].values())
         for r in runs]
+    yield 'connections per node', [
+        ' '.join(str(n) for n in r['connections'].values()) for r in runs]
+    yield 'killed node held: connections / quorum leaders', [
+        f'{r["killed_node"]["connections"]} / '
+        f'{r["killed_node"]["quorum_leaders"]}' for r in runs]
     yield 'queues on the broker (by type)', [
         ', '.join(f'{n} {kind}' for kind, n in sorted(r['queues'].items()))
         for r in runs]

@@ -37,6 +37,7 @@ from tests.fixtures import rabbitmq  # noqa: E402
 from tests.fixtures import rpc  # noqa: E402
 
 from compute_agent import concurrency  # noqa: E402
+from tools.bench import procfs  # noqa: E402
 import oslo_messaging  # noqa: E402
 
 BURST = 20  # concurrent requests in flight when SIGTERM is sent
@@ -77,14 +78,6 @@ def timed_ms(call, *args, **kwargs):
     started = time.perf_counter()
     call(*args, **kwargs)
     return (time.perf_counter() - started) * 1000
-
-
-def rss_mib(pid):
-    with open(f'/proc/{pid}/status') as status:
-        for line in status:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024   # /proc says kB
-    raise LookupError(f'no VmRSS in /proc/{pid}/status')
 
 
 def new_instance():
@@ -219,11 +212,11 @@ def run(args, mode):
     with Bench(mode) as bench:
         figures['broker_start_s'] = bench.broker.start_seconds
         agent, client = bench.start_agent()
-        figures['rss_start'] = rss_mib(agent.pid)
+        figures['rss_start'] = procfs.rss_mib(agent.pid)
         figures['rpc'] = bench.rpc_round_trip(client, args.calls)
         figures['ops'], figures['detection'] = bench.instance_operations(
             client, args.calls)
-        figures['rss_after'] = rss_mib(agent.pid)
+        figures['rss_after'] = procfs.rss_mib(agent.pid)
         agent.sigterm()
         bench.wait_exit(agent)
 

@@ -17,20 +17,13 @@ import fixtures
 from tests.fixtures import agent as agent_fixture
 from tests.fixtures import rabbitmq_cluster
 from tests.fixtures import rpc
+from tools.bench import procfs
 
 # Bounds that only keep a broken run from hanging: 50 agents starting at
 # once on 2 cores take about a minute to all be ready.
 READY_TIMEOUT = 300
 EXIT_TIMEOUT = 90
 QUORUM = {'oslo_messaging_rabbit': {'rabbit_quorum_queue': 'true'}}
-
-
-def rss_mib(pid):
-    with open(f'/proc/{pid}/status') as status:
-        for line in status:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024   # /proc says kB
-    raise LookupError(f'no VmRSS in /proc/{pid}/status')
 
 
 class Fleet(fixtures.Fixture):
@@ -108,7 +101,8 @@ class Fleet(fixtures.Fixture):
         return thread, times
 
     def agent_rss(self):
-        return [rss_mib(agent.pid) for agent in self.agents if agent.running]
+        return [procfs.rss_mib(agent.pid) for agent in self.agents
+                if agent.running]
 
     def broker_rss(self):
         """MiB per running node, by node name."""
@@ -116,7 +110,7 @@ class Fleet(fixtures.Fixture):
         for node in self.cluster.nodes:
             pid = node._beam_pid()
             if pid is not None and node.running:
-                rss[node.node] = rss_mib(pid)
+                rss[node.node] = procfs.rss_mib(pid)
         return rss
 
     def connections_by_node(self):

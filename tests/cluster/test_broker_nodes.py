@@ -61,11 +61,19 @@ class ClusterTestCase(testtools.TestCase):
         self.queue_name = f'{rpc.TOPIC}.{self.agent.host}'
 
     def queued_messages(self):
-        """Messages in the agent's queue; 0 once the queue is gone."""
+        """Messages in the agent's queue; 0 once the queue is gone, None
+        while the broker cannot tell."""
         try:
             return self.cluster.queue(self.queue_name)[2]
         except LookupError:
             return 0
+
+    def counted_messages(self):
+        """queued_messages once the broker can tell (a queue recovering
+        from its nodes' restart shows no count for a moment)."""
+        return wait_for(lambda: (lambda count: (count,) if count is not None
+                                 else None)(self.queued_messages()),
+                        SETTLE_TIMEOUT, 'a message count for the queue')[0]
 
     def queue_work_while_stopped(self):
         """SIGTERM the agent, then cast builds to it; their instances."""
@@ -150,7 +158,7 @@ class QuorumQueueTest(ClusterTestCase):
         """Queues builds for a stopped agent, restarts every node in turn."""
         instances = self.queue_work_while_stopped()
         self.cluster.rolling_restart()
-        self.assertEqual(QUEUED_BUILDS, self.queued_messages())
+        self.assertEqual(QUEUED_BUILDS, self.counted_messages())
 
         self.restart_agent()
         for instance in instances:
@@ -189,7 +197,7 @@ class ClassicQueueTest(ClusterTestCase):
         self.assertEqual('classic', self.cluster.queue(self.queue_name)[0])
         self.queue_work_while_stopped()
         self.cluster.rolling_restart()
-        self.assertEqual(0, self.queued_messages())
+        self.assertEqual(0, self.counted_messages())
 
         self.restart_agent()
         self.assertEqual([], self.client.call('list_instances'))

@@ -130,11 +130,13 @@ class Fleet(fixtures.Fixture):
         return counted
 
     def queued_for_agents(self):
-        """Messages waiting in the agents' per-host queues."""
+        """Messages waiting in the agents' per-host queues; None while
+        the broker cannot count one of them."""
         prefixes = tuple(f'{topic}.' for topic in (rpc.TOPIC, rpc.ALT_TOPIC))
-        return sum(messages for name, (_, _, messages)
-                   in self.cluster.queues().items()
-                   if name.startswith(prefixes))
+        counts = [messages for name, (_, _, messages)
+                  in self.cluster.queues().items()
+                  if name.startswith(prefixes)]
+        return None if None in counts else sum(counts)
 
     def stop_agents(self):
         """SIGTERM every agent, then wait for each to exit."""

@@ -31,8 +31,8 @@ def describe(conf):
     if rabbit.rabbit_quorum_queue:
         if nodes == 1:
             return (f'Queued work: quorum queues on {_nodes(nodes)}: '
-                    f'requests queued for this host survive a restart of '
-                    f'that node, and wait while it is down (list every '
+                    f'requests queued for this host are kept on that '
+                    f'node\'s disk and wait while it is down (list every '
                     f'node of a cluster of three or more in transport_url '
                     f'for failover)')
         # A quorum queue keeps working while a majority of its nodes is up.
@@ -44,8 +44,7 @@ def describe(conf):
         else:
             loss = f'the loss of {tolerated} nodes'
         return (f'Queued work: quorum queues on {_nodes(nodes)}: requests '
-                f'queued for this host survive broker node restarts and '
-                f'{loss}')
+                f'queued for this host are replicated and survive {loss}')
     if rabbit.amqp_durable_queues:
         # Durable classic queues outlive their node's restart, but their
         # messages only if published persistent: not a promise to make.

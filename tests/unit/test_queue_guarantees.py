@@ -25,14 +25,13 @@ class DescribeTest(base.TestCase):
             'rabbit://u:p@a:5672,u:p@b:5672,u:p@c:5672/',
             rabbit_quorum_queue=True))
         self.assertIn('quorum queues on 3 broker nodes', line)
-        self.assertIn('survive broker node restarts and the loss of one '
-                      'node', line)
+        self.assertIn('replicated and survive the loss of one node', line)
 
     def test_quorum_queues_on_one_node_name_the_single_point(self):
         line = queue_guarantees.describe(self._conf(
             'rabbit://u:p@a:5672/', rabbit_quorum_queue=True))
         self.assertIn('quorum queues on 1 broker node', line)
-        self.assertIn('survive a restart of that node', line)
+        self.assertIn("kept on that node's disk", line)
         self.assertIn('wait while it is down', line)
 
     def test_default_classic_queues_say_queued_work_can_be_lost(self):

@@ -38,6 +38,7 @@ import traceback
 
 import fixtures
 
+from compute_agent import concurrency
 from tools.crash_matrix import cases
 from tools.crash_matrix import matrix
 from tools.crash_matrix import report
@@ -171,7 +172,10 @@ def main(argv=None):
     say(f'{len(plan)} cases, workdir {workdir}')
     signal.signal(signal.SIGTERM, _leave_on_sigterm)
     started = time.monotonic()
-    deployment = gate_deployment.Deployment(workdir, args.executable)
+    # The agents run in the mode this run's environment names, as the
+    # gate's do by default.
+    deployment = gate_deployment.Deployment(
+        workdir, args.executable, concurrency.mode_from_environment())
     rows = supervisor = None
     try:
         deployment.setUp()

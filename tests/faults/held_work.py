@@ -51,24 +51,22 @@ def builds_recorded(client, topic=rpc.TOPIC):
     return [instance_uuid for instance_uuid in builds_in_flight(client,
                                                                 topic)
             if any(entry['action'] == 'build'
-                   for entry in _actions_or_none(client, instance_uuid,
-                                                 topic))]
-
-
-def _actions_or_none(client, instance_uuid, topic):
-    try:
-        return client.call('get_instance_actions', topic=topic,
-                           instance_uuid=instance_uuid)
-    except oslo_messaging.RemoteError as error:
-        if error.exc_type == 'InstanceNotFound':
-            return []  # its record is not written yet
-        raise
+                   for entry in _unless_not_found(
+                       [], client, 'get_instance_actions', topic=topic,
+                       instance_uuid=instance_uuid))]
 
 
 def instance_or_none(client, instance_uuid):
+    return _unless_not_found(None, client, 'get_instance',
+                             instance_uuid=instance_uuid)
+
+
+def _unless_not_found(absent, client, method, **kwargs):
+    """client.call(method, ...), or absent when the agent has no record
+    of the instance (yet, or any more)."""
     try:
-        return client.call('get_instance', instance_uuid=instance_uuid)
+        return client.call(method, **kwargs)
     except oslo_messaging.RemoteError as error:
         if error.exc_type == 'InstanceNotFound':
-            return None
+            return absent
         raise

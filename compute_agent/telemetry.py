@@ -70,7 +70,6 @@ class Telemetry(Observer):
                 LOG.exception('Reporting %s through %s failed; the work '
                               'goes on', event, type(observer).__name__)
 
-
     def service_started(self, *args, **kwargs):
         self._each('service_started', *args, **kwargs)
 

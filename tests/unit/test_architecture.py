@@ -11,6 +11,7 @@
 import ast
 import os
 import re
+import sys
 
 import testtools
 
@@ -259,3 +260,10 @@ class ImportRulesTest(testtools.TestCase):
             if not allowed:
                 upward.append(f'{module} ({mine}) -> {target} ({theirs})')
         self.assertEqual([], upward)
+
+    def test_telemetry_is_a_leaf(self):
+        # Every layer reports through it, virt/ excepted: it must pull
+        # nothing of the agent, nor a library, into the code it observes.
+        imported = self.graph['compute_agent.telemetry']
+        self.assertIn('logging', imported)
+        self.assertEqual(set(), imported - sys.stdlib_module_names)

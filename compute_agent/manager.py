@@ -27,6 +27,7 @@ from compute_agent import recovery
 from compute_agent import rescue_shelve
 from compute_agent import resize_destination
 from compute_agent import resize_source
+from compute_agent import telemetry as telemetry_module
 
 ENDPOINT_CLASSES = (
     instances.ServiceEndpoint, instances.InstanceEndpoint,
@@ -49,9 +50,11 @@ class MigrationSettings:
 class ComputeManager:
     def __init__(self, host, driver, database, image_store,
                  default_shutdown_timeout, shutdown_retry_interval,
-                 peers=None, settings=MigrationSettings()):
+                 peers=None, settings=MigrationSettings(),
+                 telemetry=telemetry_module.Telemetry()):
         """:param peers: a compute_agent.rpcapi.ComputeAPI through which
             this agent asks other agents to do their part of a migration.
+        :param telemetry: what operations and power-offs report to.
         """
         self._host = host
         self._driver = driver
@@ -67,7 +70,7 @@ class ComputeManager:
         self.operations = operations.Operations(
             host, driver, database, self.power_offs, power_offs.PowerOffs(
                 driver, self.power_offs, default_shutdown_timeout,
-                shutdown_retry_interval))
+                shutdown_retry_interval, telemetry), telemetry)
         self.lifecycle = lifecycle.Lifecycle(
             host, driver, database, image_store, self.events,
             self.operations)

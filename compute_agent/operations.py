@@ -19,6 +19,7 @@ import threading
 import time
 
 from compute_agent import exception
+from compute_agent import telemetry as telemetry_module
 from compute_agent.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)
@@ -85,12 +86,14 @@ class Operations:
     database, the forcible power-offs are the PowerOffRegistry's."""
 
     def __init__(self, host, driver, database, power_off_registry,
-                 power_offs):
+                 power_offs, telemetry=telemetry_module.Telemetry()):
+        """:param telemetry: told when each operation starts and ends."""
         self._host = host
         self._driver = driver
         self._db = database
         self._registry = power_off_registry
         self.power_offs = power_offs
+        self._telemetry = telemetry
 
     def get(self, instance_uuid):
         record = self._db.get_instance(instance_uuid)
@@ -109,11 +112,13 @@ class Operations:
     def run(self, ctxt, instance_uuid, action, allowed=None,
             task_state=None, clean=True, done=None, powers_off=False,
             fail_vm_state=None, recorded=True):
-        """One operation: action record (unless recorded is False), claim
-        (unless allowed is None: the caller created the instance in its
-        task state), then the body. A body that fails before it finished
-        the operation releases the instance (fail_vm_state, if given,
-        becomes its vm_state) and raises a contract error.
+        """One operation, reported to telemetry from the request's
+        arrival to its result (refusals too): action record (unless
+        recorded is False), claim (unless allowed is None: the caller
+        created the instance in its task state), then the body. A body
+        that fails before it finished the operation releases the instance
+        (fail_vm_state, if given, becomes its vm_state) and raises a
+        contract error.
 
         :param clean: False for a forced request, which cuts a waiting
             clean power-off short (see claim).
@@ -121,6 +126,7 @@ class Operations:
         """
         operation = Operation(self, ctxt, instance_uuid, action)
         with contextlib.ExitStack() as stack:
+            stack.enter_context(self._reported(ctxt, instance_uuid, action))
             if recorded:
                 stack.enter_context(self.action_record(
                     ctxt, instance_uuid, action, operation))
@@ -138,6 +144,22 @@ class Operations:
                 raise
             finally:
                 self.release_power_off(operation)
+
+    @contextlib.contextmanager
+    def _reported(self, ctxt, instance_uuid, action):
+        started = time.monotonic()
+        self._telemetry.operation_started(action, instance_uuid,
+                                          request_id(ctxt))
+        error = None
+        try:
+            yield
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            self._telemetry.operation_ended(
+                action, instance_uuid, request_id(ctxt),
+                time.monotonic() - started, error=error)
 
     def release_power_off(self, operation):
         if operation._power_off_control is not None:

@@ -12,6 +12,7 @@ import logging
 import threading
 
 from compute_agent import power_policy
+from compute_agent import telemetry as telemetry_module
 from compute_agent.virt import driver as virt_driver
 from compute_agent.virt import power as virt_power
 
@@ -73,11 +74,14 @@ class PowerOffs:
     request, the image or the configuration gives (power_policy)."""
 
     def __init__(self, driver, registry, default_shutdown_timeout,
-                 shutdown_retry_interval):
+                 shutdown_retry_interval,
+                 telemetry=telemetry_module.Telemetry()):
+        """:param telemetry: told when each power-off starts and ends."""
         self._driver = driver
         self._registry = registry
         self._default_timeout = default_shutdown_timeout
         self._retry_interval = shutdown_retry_interval
+        self._telemetry = telemetry
 
     def power_off(self, record, control, clean_shutdown, shutdown_timeout,
                   action):
@@ -91,6 +95,8 @@ class PowerOffs:
             self._default_timeout, uuid)
         paused = plan.attempt_clean and \
             self._driver.get_power_state(uuid) == virt_driver.PAUSED
+        self._telemetry.power_off_started(uuid, action, plan.requested,
+                                          plan.timeout, plan.source)
         try:
             result = self._driver.power_off(
                 uuid, plan.attempt_clean and not paused, plan.timeout,
@@ -107,4 +113,6 @@ class PowerOffs:
                  outcome['result'], plan.requested, result.seconds,
                  result.method, plan.timeout, plan.source,
                  ' (guest was paused)' if paused else '')
+        self._telemetry.power_off_ended(
+            uuid, action, dict(outcome, timeout_source=plan.source))
         return outcome

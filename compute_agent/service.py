@@ -51,8 +51,10 @@ import time
 from oslo_service import service as oslo_service
 
 from compute_agent import concurrency
+from compute_agent import endpoints
 from compute_agent import rpc
 from compute_agent import systemd
+from compute_agent import telemetry as telemetry_module
 
 LOG = logging.getLogger(__name__)
 
@@ -88,11 +90,13 @@ POWER_OFF_CLEANUP_ALLOWANCE = 30
 
 class Service(oslo_service.ServiceBase):
     def __init__(self, conf, manager, transport, tracker,
-                 clock=time.monotonic, signals=None, reload_config=None):
+                 clock=time.monotonic, signals=None, reload_config=None,
+                 telemetry=telemetry_module.Telemetry()):
         """:param signals: a signals.SignalInbox that start() installs;
             None leaves the signals to whoever calls stop() (tests).
         :param reload_config: run on SIGHUP; returns a line saying what
             changed.
+        :param telemetry: told of the service's start, drain and stop.
         """
         self._conf = conf
         self._manager = manager
@@ -101,6 +105,7 @@ class Service(oslo_service.ServiceBase):
         self._clock = clock
         self._signals = signals
         self._reload_config = reload_config
+        self._telemetry = telemetry
         self._state = CREATED
         self._state_lock = threading.Lock()
         self._stop_called_at = None   # clock() of the first stop() call
@@ -171,6 +176,11 @@ class Service(oslo_service.ServiceBase):
         LOG.info('compute-agent serving topics %s and %s as host %s',
                  rpc.TOPIC, rpc.ALT_TOPIC, host)
         systemd.notify(READY=1, STATUS=f'serving as host {host}')
+        self._telemetry.service_started(*self._versions())
+
+    def _versions(self):
+        return (self._conf.host, endpoints.SERVICE_VERSION,
+                endpoints.RPC_API_VERSION)
 
     def _stop_before_serving(self):
         if not self._enter(STOPPED):
@@ -254,6 +264,7 @@ class Service(oslo_service.ServiceBase):
         self._stop_promptly(self._primary, rpc.TOPIC, deadline)
         self._enter(DRAINING)
         self._manager.drain_started(deadline)
+        self._telemetry.drain_started(self._in_flight())
         in_flight = len(self._tracker)
         LOG.info('Draining: stopped taking new work on topic %s; %d '
                  'operation(s) in flight; %s', rpc.TOPIC, in_flight,
@@ -263,13 +274,15 @@ class Service(oslo_service.ServiceBase):
         self._stop_promptly(self._alt, rpc.ALT_TOPIC, deadline)
         drained = self._wait_for_in_flight(deadline) and drained
 
+        seconds, left = self._clock() - requested, self._in_flight()
         if drained:
-            LOG.info('Drained in %.3f s; exiting', self._clock() - requested)
+            LOG.info('Drained in %.3f s; exiting', seconds)
         else:
             LOG.error('Drain deadline reached after %.3f s with work still '
                       'running; exiting anyway. The next start reconciles '
-                      'these instances: %s', self._clock() - requested,
-                      self._tracker.snapshot())
+                      'these instances: %s', seconds, left)
+        self._telemetry.drain_ended(seconds, drained, left)
+        self._telemetry.service_stopped(*self._versions())
         systemd.notify(STATUS='stopped')
         self._enter(STOPPED)
         self._stopped.set()
@@ -340,12 +353,16 @@ class Service(oslo_service.ServiceBase):
         return {
             'state': DRAINING if self._state in (DRAINING, STOPPED)
             else RUNNING,
-            'in_flight': [op for op in self._tracker.snapshot()
-                          if op['method'] != rpc.WAKE_METHOD],
+            'in_flight': self._in_flight(),
             'graceful_shutdown_timeout':
                 self._conf.graceful_shutdown_timeout,
             'concurrency': concurrency.mode(),
         }
+
+    def _in_flight(self):
+        """The tracker's work, less the wake-ups the drain sent itself."""
+        return [op for op in self._tracker.snapshot()
+                if op['method'] != rpc.WAKE_METHOD]
 
     def _drain_deadline(self, started):
         budget = self._conf.graceful_shutdown_timeout

@@ -121,7 +121,10 @@ def make_conf(graceful=180, shutdown_timeout=60):
                      shutdown_timeout=shutdown_timeout)
 
 
-class ServiceTest(base.TestCase):
+class ServiceTestCase(base.TestCase):
+    """A Service over fake RPC servers and a socket for its
+    sd_notify datagrams."""
+
     def setUp(self):
         super().setUp()
         self.events = []
@@ -166,6 +169,12 @@ class ServiceTest(base.TestCase):
                                transport=None, tracker=self.tracker,
                                **kwargs)
 
+    def _release_listeners_at_cleanup(self):
+        for wake in self.wakes.values():
+            self.addCleanup(wake.set)
+
+
+class ServiceTest(ServiceTestCase):
     def test_start_serves_both_topics_alt_first_and_reports_ready(self):
         svc = self.make_service()
         svc.start()
@@ -393,10 +402,6 @@ class ServiceTest(base.TestCase):
         self.assertFalse(stopper.is_alive(),
                          'stop() still waiting on a listener')
         return '\n'.join(logs.output)
-
-    def _release_listeners_at_cleanup(self):
-        for wake in self.wakes.values():
-            self.addCleanup(wake.set)
 
     def test_a_listener_that_never_stops_is_abandoned_at_the_deadline(self):
         # With the broker down the listener's stop never returns, and

@@ -13,6 +13,7 @@ from oslo_config import cfg
 from compute_agent.conf import compute
 from compute_agent.conf import default
 from compute_agent.conf import libvirt
+from compute_agent.conf import metrics
 from compute_agent.conf import opts
 from compute_agent.conf import upgrade_levels
 from tests.unit import base
@@ -56,7 +57,7 @@ class TestDefaults(base.TestCase):
     def setUp(self):
         super().setUp()
         self.conf = cfg.ConfigOpts()
-        for module in (default, compute, libvirt, upgrade_levels):
+        for module in (default, compute, libvirt, metrics, upgrade_levels):
             module.register_opts(self.conf)
 
     def parse(self, config_text=None):
@@ -121,7 +122,7 @@ class TestDefaults(base.TestCase):
         listed = {(getattr(group, 'name', group), opt.name)
                   for group, group_opts in opts.list_opts()
                   for opt in group_opts}
-        groups = ('compute', 'libvirt', 'upgrade_levels')
+        groups = ('compute', 'libvirt', 'metrics', 'upgrade_levels')
         builtin = set(cfg.ConfigOpts())   # oslo.config's own options
         registered = {('DEFAULT', name) for name in self.conf
                       if name not in groups and name not in builtin}

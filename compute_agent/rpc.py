@@ -6,6 +6,8 @@ name.
 """
 
 import logging
+import threading
+import time
 
 import oslo_messaging
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
@@ -13,6 +15,7 @@ from oslo_messaging.rpc import server as rpc_server
 
 from compute_agent import concurrency
 from compute_agent import remotable
+from compute_agent import telemetry as telemetry_module
 
 TOPIC = 'compute'
 ALT_TOPIC = 'compute-alt'
@@ -20,6 +23,13 @@ DEFAULT_EXCHANGE = 'compute_agent'
 # A read-only method the service casts to itself to wake a stopping
 # listener; also hidden from the in-flight list it reports.
 WAKE_METHOD = 'get_service_status'
+# What rpc_request_ended names a method outside the API (any name a
+# caller sends would otherwise become a label of its own), and the
+# outcome of a request never dispatched (its acknowledgement failed, so
+# the caller gets no reply).
+OTHER_METHOD = 'other'
+OK = 'ok'
+UNANSWERED = 'unanswered'
 
 LOG = logging.getLogger(__name__)
 
@@ -43,9 +53,45 @@ class APIDispatcher(rpc_dispatcher.RPCDispatcher):
     """Answers a request for a method outside the API (NoSuchMethod) or
     a version newer than it (UnsupportedVersion) with that error and one
     warning line: a stray or hostile request is the caller's mistake, not
-    the agent's, so it leaves no traceback at ERROR."""
+    the agent's, so it leaves no traceback at ERROR.
+
+    It also notes the outcome of each request (OK, or the name of the
+    error the caller gets) for the server to report: on the thread that
+    dispatched it, where take_outcome() reads it once the reply is sent.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._outcome = threading.local()
+
+    def api_method(self, method):
+        """method when it is in the API, else OTHER_METHOD."""
+        if isinstance(method, str) and any(
+                self.access_policy.is_allowed(endpoint, method)
+                for endpoint in self.endpoints):
+            return method
+        return OTHER_METHOD
+
+    def take_outcome(self):
+        """The outcome of the request this thread dispatched last, once;
+        None when it dispatched none since."""
+        outcome, self._outcome.name = getattr(self._outcome, 'name',
+                                              None), None
+        return outcome
 
     def dispatch(self, incoming):
+        try:
+            result = self._dispatch_api(incoming)
+        except rpc_dispatcher.ExpectedException as expected:
+            self._outcome.name = type(expected.exc_info[1]).__name__
+            raise
+        except Exception as error:
+            self._outcome.name = type(error).__name__
+            raise
+        self._outcome.name = OK
+        return result
+
+    def _dispatch_api(self, incoming):
         method = incoming.message.get('method')
         try:
             if not isinstance(method, str):
@@ -72,27 +118,40 @@ class TrackedRPCServer(rpc_server.RPCServer):
     ``stop()`` has returned the tracker knows every request this server
     will ever run: the drain can wait on the tracker alone and skip the
     listener's slow ``wait()``.
+
+    Each request's time from its arrival here to its reply, and the
+    outcome the dispatcher noted, go to ``telemetry.rpc_request_ended``.
     """
 
-    def __init__(self, transport, target, dispatcher, tracker):
+    def __init__(self, transport, target, dispatcher, tracker,
+                 telemetry=None):
         super().__init__(transport, target, dispatcher,
                          executor=concurrency.rpc_executor())
         self._tracker = tracker
+        self._telemetry = telemetry or telemetry_module.Telemetry()
 
     def _on_incoming(self, incoming):
         for message in incoming:
+            received_at = time.monotonic()
             token = self._tracker.start(
                 topic=self._target.topic,
                 method=message.message.get('method', '?'),
                 instance_uuid=_instance_uuid_of(message.message),
                 request_id=(message.ctxt or {}).get('request_id'))
-            self._work_executor.submit(self._process_tracked, message, token)
+            self._work_executor.submit(self._process_tracked, message, token,
+                                       received_at)
 
-    def _process_tracked(self, message, token):
+    def _process_tracked(self, message, token, received_at):
+        self.dispatcher.take_outcome()   # none left from another request
         try:
             self._process_incoming([message])
         finally:
             self._tracker.end(token)
+            self._telemetry.rpc_request_ended(
+                self.dispatcher.api_method(message.message.get('method')),
+                self._target.topic,
+                self.dispatcher.take_outcome() or UNANSWERED,
+                time.monotonic() - received_at)
 
 
 def _instance_uuid_of(payload):
@@ -115,8 +174,12 @@ def self_client(transport, topic, host):
     return oslo_messaging.get_rpc_client(transport, target, retry=0)
 
 
-def create_server(transport, topic, host, endpoints, tracker):
+def create_server(transport, topic, host, endpoints, tracker,
+                  telemetry=None):
+    """The tracked server of topic; telemetry (a telemetry.Telemetry)
+    hears of every request it answers."""
     target = oslo_messaging.Target(topic=topic, server=host)
     dispatcher = APIDispatcher(endpoints, oslo_messaging.NoOpSerializer(),
                                RemotableOnlyPolicy)
-    return TrackedRPCServer(transport, target, dispatcher, tracker)
+    return TrackedRPCServer(transport, target, dispatcher, tracker,
+                            telemetry=telemetry)

@@ -165,9 +165,11 @@ class Service(oslo_service.ServiceBase):
             return
         host = self._conf.host
         self._primary = rpc.create_server(
-            self._transport, rpc.TOPIC, host, endpoints, self._tracker)
+            self._transport, rpc.TOPIC, host, endpoints, self._tracker,
+            telemetry=self._telemetry)
         self._alt = rpc.create_server(
-            self._transport, rpc.ALT_TOPIC, host, endpoints, self._tracker)
+            self._transport, rpc.ALT_TOPIC, host, endpoints, self._tracker,
+            telemetry=self._telemetry)
         # compute-alt first: once new work can arrive, its continuation
         # must already have somewhere to go.
         self._alt.start()

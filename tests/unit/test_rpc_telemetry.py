@@ -8,10 +8,12 @@ from oslo_messaging import conffixture
 
 from compute_agent import rpc
 from compute_agent import rpcapi
+from compute_agent import service
 from compute_agent import telemetry
 from compute_agent import tracker
 from tests.fixtures.polling import wait_for
 from tests.unit import test_manager
+from tests.unit import test_service
 
 HOST = test_manager.HOST
 CALL_TIMEOUT = 30
@@ -96,3 +98,15 @@ class RPCTelemetryTest(test_manager.ManagerTestCase):
             self.client.transport, rpc.ALT_TOPIC, HOST,
             self.manager.endpoints, self.tracker)
         self.assertIsInstance(server._telemetry, telemetry.Telemetry)
+
+
+class ServiceServersTest(test_service.ServiceTestCase):
+    def test_both_servers_report_to_the_services_telemetry(self):
+        reporting = telemetry.Telemetry([Requests()])
+        svc = self.make_service(telemetry=reporting)
+        svc.start()
+        self.addCleanup(svc.stop)
+        calls = service.rpc.create_server.call_args_list
+        self.assertEqual([(rpc.TOPIC, reporting), (rpc.ALT_TOPIC, reporting)],
+                         sorted((call.args[1], call.kwargs.get('telemetry'))
+                                for call in calls))

@@ -134,7 +134,8 @@ class ServiceTestCase(base.TestCase):
         self.on_start = None
         for name, fake in (
                 ('create_server',
-                 lambda transport, topic, host, endpoints, tracker:
+                 lambda transport, topic, host, endpoints, tracker,
+                 telemetry=None:
                  FakeServer(topic, self.events, self.wakes, self.on_start)),
                 ('self_client',
                  lambda transport, topic, host:

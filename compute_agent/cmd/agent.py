@@ -29,17 +29,27 @@ from compute_agent import failpoints
 from compute_agent import image_store
 from compute_agent import log_safety
 from compute_agent import manager
+from compute_agent import notifications
 from compute_agent import queue_guarantees
 from compute_agent import rpc
 from compute_agent import rpcapi
 from compute_agent import service
 from compute_agent import signals
 from compute_agent import state_files
+from compute_agent import telemetry
 from compute_agent import tracker
 from compute_agent.virt.libvirt import driver as libvirt_driver
 
 LOG = logging.getLogger(__name__)
 CONF = agent_conf.CONF
+
+
+def build_telemetry(conf):
+    """The Telemetry the workers report to, with every observer the
+    configuration turns on (each from_config returns None when off)."""
+    observers = [notifications.from_config(conf)]
+    return telemetry.Telemetry(
+        observer for observer in observers if observer is not None)
 
 
 def build_service(conf, signal_inbox):
@@ -59,6 +69,7 @@ def build_service(conf, signal_inbox):
         db.Database(os.path.join(conf.state_path, 'agent.sqlite')))
     transport = rpc.get_transport(conf)
     LOG.info('%s', queue_guarantees.describe(conf))
+    reporting = build_telemetry(conf)
     compute_manager = manager.ComputeManager(
         host=conf.host, driver=driver, database=database,
         image_store=image_store.ImageStore(
@@ -75,11 +86,13 @@ def build_service(conf, signal_inbox):
                 conf.compute.live_migration_completion_timeout),
             instance_event_timeout=conf.compute.instance_event_timeout,
             instance_event_timeout_is_fatal=(
-                conf.compute.instance_event_timeout_is_fatal)))
+                conf.compute.instance_event_timeout_is_fatal)),
+        telemetry=reporting)
     return service.Service(
         conf, compute_manager, transport, tracker.InFlightTracker(),
         signals=signal_inbox,
-        reload_config=functools.partial(reload.reload_config, conf))
+        reload_config=functools.partial(reload.reload_config, conf),
+        telemetry=reporting)
 
 
 def main(argv=None):

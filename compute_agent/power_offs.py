@@ -10,6 +10,7 @@ forced, and the power-off then destroys at once).
 
 import logging
 import threading
+import time
 
 from compute_agent import power_policy
 from compute_agent import telemetry as telemetry_module
@@ -113,6 +114,11 @@ class PowerOffs:
                  outcome['result'], plan.requested, result.seconds,
                  result.method, plan.timeout, plan.source,
                  ' (guest was paused)' if paused else '')
-        self._telemetry.power_off_ended(
-            uuid, action, dict(outcome, timeout_source=plan.source))
+        reported = dict(outcome, timeout_source=plan.source)
+        if result.off_event_at is not None:
+            # For the detection lag (metrics.py): how long before this
+            # report the guest's off event reached the agent.
+            reported['seconds_after_event'] = \
+                time.monotonic() - result.off_event_at
+        self._telemetry.power_off_ended(uuid, action, reported)
         return outcome

@@ -28,7 +28,10 @@ class PowerOffResult:
     state came about ('acpi', 'destroy' or 'already-off'); when a clean
     power-off waited for the guest, ``detected_by`` says what ended the
     wait: 'event' (the guest's lifecycle event) or 'poll' (the state poll,
-    as when the event was lost)."""
+    as when the event was lost). ``off_event_at``, when the event ended
+    the wait, is the time.monotonic() at which it reached the agent: the
+    start of the detection lag the metrics report, meaningless outside
+    this process, so never in the record."""
 
     requested: str
     result: str
@@ -37,6 +40,7 @@ class PowerOffResult:
     timeout: int
     shutdown_requests: int = 0
     detected_by: str = None
+    off_event_at: float = None
 
     def to_record(self):
         record = {'requested': self.requested, 'result': self.result,

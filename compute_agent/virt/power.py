@@ -75,8 +75,9 @@ class Guest:
 class PowerOffControl:
     """The line between a waiting power-off and the rest of the agent.
 
-    The driver's event dispatcher calls set() when the guest stops; a forced
-    request for the same guest calls force(); both wake the wait at once.
+    The driver's event dispatcher calls set() when the guest stops, with
+    the time the event reached the agent; a forced request for the same
+    guest calls force(); both wake the wait at once.
     progress() tells the status report how the wait is going.
     """
 
@@ -85,15 +86,19 @@ class PowerOffControl:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._forced = False
-        self._off_event = False
+        self._off_event_at = None
         self._started = None
         self._timeout = None
         self._method = None
         self._requests = 0
 
-    def set(self):
+    def set(self, seen_at=None):
+        """The guest went off; seen_at (the clock's time) is when its
+        event reached the agent, now if not given."""
         with self._lock:
-            self._off_event = True
+            if self._off_event_at is None:
+                self._off_event_at = self._clock() if seen_at is None \
+                    else seen_at
         self._wake.set()
 
     def force(self):
@@ -108,8 +113,13 @@ class PowerOffControl:
 
     @property
     def off_event_seen(self):
+        return self.off_event_at is not None
+
+    @property
+    def off_event_at(self):
+        """When the guest's off event reached the agent, or None."""
         with self._lock:
-            return self._off_event
+            return self._off_event_at
 
     def wait(self, timeout):
         woken = self._wake.wait(timeout)
@@ -148,15 +158,18 @@ def power_off(guest, control, clean, timeout, retry_interval,
     started = clock()
     requests = 0
 
-    def result(how, method, detected_by=None):
+    def result(how, method, detected_by=None, off_event_at=None):
         return driver.PowerOffResult(
             requested=requested, result=how, method=method,
             seconds=clock() - started, timeout=timeout,
-            shutdown_requests=requests, detected_by=detected_by)
+            shutdown_requests=requests, detected_by=detected_by,
+            off_event_at=off_event_at)
 
     def noticed_off():
+        off_event_at = control.off_event_at
         return result('clean', method or 'already-off',
-                      BY_EVENT if control.off_event_seen else BY_POLL)
+                      BY_POLL if off_event_at is None else BY_EVENT,
+                      off_event_at)
 
     def forced_off():
         failpoints.reach(failpoints.POWER_OFF_DESTROYING)

@@ -3,6 +3,7 @@ reconnects, on the fake libvirt."""
 
 import logging
 import threading
+import time
 from unittest import mock
 
 import fixtures
@@ -17,6 +18,16 @@ from tests.unit import fake_libvirt
 URI = 'qemu+unix:///system'
 UUID = fake_libvirt.UUID
 DEADLINE = 10
+
+
+class Waiter(threading.Event):
+    """What a power-off registers: set(seen_at) by the dispatcher."""
+
+    seen_at = None
+
+    def set(self, seen_at=None):
+        self.seen_at = seen_at
+        super().set()
 
 
 class HostTestCase(base.TestCase):
@@ -44,7 +55,7 @@ class HostTestCase(base.TestCase):
                         libvirt.VIR_DOMAIN_EVENT_STOPPED)
 
     def watch(self):
-        waiter = threading.Event()
+        waiter = Waiter()
         self.host.watch_power_off(UUID, waiter)
         self.addCleanup(self.host.unwatch_power_off, UUID, waiter)
         return waiter
@@ -56,6 +67,16 @@ class DispatcherTest(HostTestCase):
         waiter = self.watch()
         self.stopped(connection)
         self.assertTrue(waiter.wait(DEADLINE))
+
+    def test_the_waiter_learns_when_the_event_reached_the_agent(self):
+        connection = self.host.connect()
+        waiter = self.watch()
+        before = time.monotonic()
+        self.stopped(connection)
+        self.assertTrue(waiter.wait(DEADLINE))
+        self.assertIsNotNone(waiter.seen_at)
+        self.assertLessEqual(before, waiter.seen_at)
+        self.assertLessEqual(waiter.seen_at, time.monotonic())
 
     def test_dispatcher_survives_an_unexpected_error(self):
         connection = self.host.connect()

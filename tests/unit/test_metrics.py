@@ -4,6 +4,7 @@ endpoint."""
 
 import re
 import socket
+import time
 import urllib.request
 
 from oslo_config import cfg
@@ -13,6 +14,9 @@ from prometheus_client import parser
 from compute_agent.conf import metrics as metrics_conf
 from compute_agent.conf import opts
 from compute_agent import metrics
+from compute_agent import power_offs
+from compute_agent import telemetry
+from compute_agent.virt import driver as virt_driver
 from tests.unit import base
 
 UUID = '0d1c5b7e-4f0a-4c1e-9a55-3e1f2b6c7d80'
@@ -296,3 +300,48 @@ class ConfigTest(base.TestCase):
                   for group, options in opts.list_opts()}
         self.assertEqual(['enabled', 'host', 'port'],
                          [opt.name for opt in groups['metrics']])
+
+
+class DetectionLagSourceTest(base.TestCase):
+    """Where the detection lag starts: the driver's result says when the
+    guest's off event reached the agent; the power-off's report to the
+    observers turns it into seconds before the report, and the record on
+    the wire does not carry it."""
+
+    def power_off(self, off_event_at):
+        reports = []
+
+        class Observer(telemetry.Observer):
+            def power_off_ended(self, instance_uuid, operation, outcome):
+                reports.append(outcome)
+
+        class Driver:
+            def get_power_state(self, uuid):
+                return virt_driver.RUNNING
+
+            def power_off(self, uuid, clean, timeout, retry, control=None,
+                          use_guest_agent=False):
+                return virt_driver.PowerOffResult(
+                    'clean', 'clean', 'acpi', 1.0, timeout,
+                    detected_by='event' if off_event_at else 'poll',
+                    off_event_at=off_event_at)
+
+        offs = power_offs.PowerOffs(
+            Driver(), power_offs.PowerOffRegistry(), 60, 10,
+            telemetry=telemetry.Telemetry([Observer()]))
+        record = offs.power_off({'uuid': UUID, 'image': {}}, None, True,
+                                None, 'stop')
+        return record, reports[0]
+
+    def test_seconds_after_the_event_reach_the_observers_only(self):
+        before = time.monotonic()
+        record, reported = self.power_off(before - 0.5)
+        self.assertNotIn('seconds_after_event', record)
+        self.assertNotIn('off_event_at', record)
+        self.assertGreaterEqual(reported['seconds_after_event'], 0.5)
+        self.assertLess(reported['seconds_after_event'],
+                        0.5 + time.monotonic() - before + 0.001)
+
+    def test_none_when_no_event_ended_the_wait(self):
+        record, reported = self.power_off(None)
+        self.assertNotIn('seconds_after_event', reported)

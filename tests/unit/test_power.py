@@ -137,6 +137,18 @@ class PowerOffTest(base.TestCase):
         self.assertEqual(1, result.shutdown_requests)
         self.assertEqual('poll', result.detected_by)
 
+    def test_the_result_says_when_the_event_arrived_off_the_wire(self):
+        guest = FakeGuest(self.clock, acpi_delay=1.3)
+        result = self._power_off(guest)
+        # FakeControl delivers the event at the moment the guest is off.
+        self.assertAlmostEqual(self.clock.now, result.off_event_at)
+        self.assertNotIn('off_event_at', result.to_record())
+
+    def test_no_event_time_when_the_poll_saw_the_guest_off(self):
+        guest = FakeGuest(self.clock, acpi_delay=3.0)
+        self.assertIsNone(
+            self._power_off(guest, delivered=False).off_event_at)
+
     def test_hypervisor_outage_during_the_wait_is_ridden_out(self):
         # libvirtd restarts 1 s into the wait and is back 4 s later; the
         # guest goes off after that, and its event ends the wait.

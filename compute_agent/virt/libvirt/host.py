@@ -218,14 +218,17 @@ class Host:
             self._reconnect_failing = False
 
     def _queue_lifecycle_event(self, _conn, domain, event, detail, _opaque):
-        self._events.put((domain, event, detail))
+        # When the event reached the agent, the start of its detection
+        # lag (compute_agent/metrics.py): read here, on the event-loop
+        # thread, before the handoff's own delay.
+        self._events.put((domain, event, detail, time.monotonic()))
 
     def _dispatch_next_event(self):
         handed_over = self._events.get()
         if handed_over == _CONNECTION_CLOSED:
             self._connection_lost.set()
             return
-        domain, event, detail = handed_over
+        domain, event, detail, seen_at = handed_over
         try:
             uuid = domain.UUIDString()
         except libvirt.libvirtError:
@@ -236,11 +239,12 @@ class Host:
             with self._waiters_lock:
                 waiters = list(self._off_waiters.get(uuid, ()))
             for waiter in waiters:
-                waiter.set()
+                waiter.set(seen_at)
 
     def watch_power_off(self, uuid, waiter):
-        """Call waiter.set() when the guest stops, until
-        unwatch_power_off()."""
+        """Call waiter.set(seen_at) when the guest stops, until
+        unwatch_power_off(); seen_at is the time.monotonic() at which the
+        event reached the agent."""
         with self._waiters_lock:
             self._off_waiters[uuid].add(waiter)
         return waiter

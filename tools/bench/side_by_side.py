@@ -31,7 +31,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 def measure(args):
-    raw = {}
+    raw = {'loadavg_before': os.getloadavg()[0]}
     with bench_host.BenchHost(libvirtd.guest_images()) as host:
         raw['rpc'] = rpc_rounds.interleaved(
             {'agent': host.agent_rpc, 'bare': host.bare_rpc},
@@ -53,6 +53,7 @@ def measure(args):
         raw['ready'] = host.ready_seconds
         raw['graceful_shutdown_timeout'] = (
             host.agent.graceful_shutdown_timeout)
+    raw['loadavg_after'] = os.getloadavg()[0]
     return raw
 
 
@@ -130,7 +131,7 @@ def main():
                         help='guests stopped at once')
     parser.add_argument('--mass-rounds', type=int, default=2,
                         help='mass power-offs')
-    parser.add_argument('--rpc-rounds', type=int, default=5,
+    parser.add_argument('--rpc-rounds', type=int, default=9,
                         help='interleaved RPC rounds')
     parser.add_argument('--calls', type=int, default=200,
                         help='RPC calls per round and mode')
@@ -151,6 +152,8 @@ def main():
     machine = figures.machine(REPO_ROOT, raw['accelerator'])
     table = rows(raw)
     print(figures.header(machine))
+    print(f'1-min load average before / after: '
+          f'{raw["loadavg_before"]:.2f} / {raw["loadavg_after"]:.2f}')
     print('figures are medians; n: samples of agent / baseline')
     print('\n'.join(figures.format_table(table)))
     if args.json:

@@ -29,6 +29,7 @@ from compute_agent import failpoints
 from compute_agent import image_store
 from compute_agent import log_safety
 from compute_agent import manager
+from compute_agent import metrics
 from compute_agent import notifications
 from compute_agent import queue_guarantees
 from compute_agent import rpc
@@ -44,10 +45,14 @@ LOG = logging.getLogger(__name__)
 CONF = agent_conf.CONF
 
 
-def build_telemetry(conf):
+def build_telemetry(conf, driver):
     """The Telemetry the workers report to, with every observer the
-    configuration turns on (each from_config returns None when off)."""
-    observers = [notifications.from_config(conf)]
+    configuration turns on (each from_config returns None when off).
+    The metrics endpoint listens from here on, on a daemon thread, until
+    the process exits (MetricsError when it cannot)."""
+    metrics_observer, _metrics_server = metrics.from_config(conf,
+                                                            driver.health)
+    observers = [notifications.from_config(conf), metrics_observer]
     return telemetry.Telemetry(
         observer for observer in observers if observer is not None)
 
@@ -69,7 +74,7 @@ def build_service(conf, signal_inbox):
         db.Database(os.path.join(conf.state_path, 'agent.sqlite')))
     transport = rpc.get_transport(conf)
     LOG.info('%s', queue_guarantees.describe(conf))
-    reporting = build_telemetry(conf)
+    reporting = build_telemetry(conf, driver)
     compute_manager = manager.ComputeManager(
         host=conf.host, driver=driver, database=database,
         image_store=image_store.ImageStore(
@@ -115,6 +120,9 @@ def main(argv=None):
         # Runs start() and then wait(), which returns once SIGTERM's drain
         # is done (SIGINT and the drain's hard backstop exit from within).
         concurrency.launch(CONF, agent)
+    except metrics.MetricsError as error:
+        LOG.error('compute-agent cannot start: %s', error)
+        return 1
     except Exception as error:
         LOG.exception('compute-agent cannot start: %s', error)
         return 1

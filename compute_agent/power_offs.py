@@ -76,8 +76,11 @@ class PowerOffs:
 
     def __init__(self, driver, registry, default_shutdown_timeout,
                  shutdown_retry_interval,
-                 telemetry=telemetry_module.Telemetry()):
-        """:param telemetry: told when each power-off starts and ends."""
+                 telemetry=telemetry_module.Telemetry(),
+                 clock=time.monotonic):
+        """:param telemetry: told when each power-off starts and ends.
+        :param clock: the clock of the driver's off_event_at."""
+        self._clock = clock
         self._driver = driver
         self._registry = registry
         self._default_timeout = default_shutdown_timeout
@@ -119,6 +122,6 @@ class PowerOffs:
             # For the detection lag (metrics.py): how long before this
             # report the guest's off event reached the agent.
             reported['seconds_after_event'] = \
-                time.monotonic() - result.off_event_at
+                self._clock() - result.off_event_at
         self._telemetry.power_off_ended(uuid, action, reported)
         return outcome

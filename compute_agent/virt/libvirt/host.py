@@ -86,8 +86,11 @@ class Host:
     per guest uuid. The event handoff is thread-safe by itself.
     """
 
-    def __init__(self, uri):
+    def __init__(self, uri, clock=time.monotonic):
+        """:param clock: read on the event-loop thread when an event
+            arrives (a waiter's seen_at)."""
         self._uri = uri
+        self._clock = clock
         # The connection and its lifecycle callback id, replaced under
         # _connect_lock.
         self._connection = None
@@ -221,7 +224,7 @@ class Host:
         # When the event reached the agent, the start of its detection
         # lag (compute_agent/metrics.py): read here, on the event-loop
         # thread, before the handoff's own delay.
-        self._events.put((domain, event, detail, time.monotonic()))
+        self._events.put((domain, event, detail, self._clock()))
 
     def _dispatch_next_event(self):
         handed_over = self._events.get()
@@ -244,7 +247,7 @@ class Host:
     def watch_power_off(self, uuid, waiter):
         """Call waiter.set(seen_at) when the guest stops, until
         unwatch_power_off(); seen_at is the time.monotonic() at which the
-        event reached the agent."""
+        event reached the agent (by the Host's clock)."""
         with self._waiters_lock:
             self._off_waiters[uuid].add(waiter)
         return waiter

@@ -83,6 +83,11 @@ def rows(raw):
                     _medians(detection, 'stop'),
                     '1 guest alone: request -> reply', 'lower',
                     f'{len(mass)} / {n}'),
+        figures.Row(f'mass power-off, {mass_n} at once: requests -> last '
+                    f'STOPPED', 's', _medians(mass, 'all_off'),
+                    _medians(detection, 'off'),
+                    '1 guest alone: request -> STOPPED', 'lower',
+                    f'{len(mass)} / {n}'),
         figures.Row(f'mass power-off, {mass_n} at once: worst STOPPED -> '
                     f'reply', 'ms', _medians(mass, 'worst_lag', 1000),
                     _medians(detection, 'agent_lag', 1000),

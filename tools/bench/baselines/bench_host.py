@@ -45,19 +45,16 @@ def _ready_seconds(process, started):
 
 
 class BenchHost(fixtures.Fixture):
-    """After setUp: broker, hypervisor, events, agent, bare, and the
-    clients agent_rpc and bare_rpc; ready_seconds[name] and the guests
-    booted so far."""
+    """After setUp: hypervisor, events, agent, bare, their clients
+    agent_rpc and bare_rpc, and ready_seconds['agent'] and ['bare'] (one
+    per start)."""
 
     def __init__(self, images):
         super().__init__()
         self.images = images
 
     def _setUp(self):
-        self.broker = rabbitmq.RabbitMQBroker()
-        self.broker.start()
-        self.addCleanup(self.broker.stop)
-        url = self.broker.transport_url
+        url = self.useFixture(rabbitmq.RabbitMQFixture()).transport_url
         self.hypervisor = self.useFixture(
             libvirtd.PrivateLibvirtd('bench-host'))
         self.events = lifecycle.StoppedEvents(self.hypervisor.uri)

@@ -55,37 +55,40 @@ class _InFlight:
         return self.replied
 
 
-def agent_drain(host, instance_uuid):
-    """SIGTERM while the agent stops the (stopped) guest after starting
-    it again; the agent is started again after. {lag, exit, result}."""
-    host.start(instance_uuid)
-    host.wait_ready(instance_uuid)
-    stopping = _InFlight(lambda: host.stop(instance_uuid))
-    wait_for(lambda: host.agent_rpc.call('get_service_status')['in_flight'],
-             30, 'the clean stop in flight')
-    host.agent.sigterm()
-    replied = stopping.join()
-    figures = {'exit': _exited(host.agent),
-               'lag': host.agent.exit_time - replied}
-    host.restart('agent')
+def _drain(host, name, call, under_way, what):
+    """call() in a thread; once under_way() says it is, SIGTERM the agent
+    or bare server (name), which is started again after. {exit, lag}."""
+    process = getattr(host, name)
+    in_flight = _InFlight(call)
+    wait_for(under_way, 30, what)
+    process.sigterm()
+    replied = in_flight.join()
+    figures = {'exit': _exited(process), 'lag': process.exit_time - replied}
+    host.restart(name)
     return figures
 
 
+def agent_drain(host, instance_uuid):
+    """SIGTERM while the agent stops the (stopped) guest after starting
+    it again."""
+    host.start(instance_uuid)
+    host.wait_ready(instance_uuid)
+    return _drain(
+        host, 'agent', lambda: host.stop(instance_uuid),
+        lambda: host.agent_rpc.call('get_service_status')['in_flight'],
+        'the clean stop in flight')
+
+
 def bare_drain(host):
-    """SIGTERM while the bare server holds a call; started again after."""
+    """SIGTERM while the bare server holds a call."""
     def holds():
         return sum(n.fields.get('STATUS') == 'holding'
                    for n in host.bare.notifications)
     holds_before = holds()
-    holding = _InFlight(lambda: host.bare_rpc.call('hold',
-                                                   seconds=HOLD_SECONDS))
-    wait_for(lambda: holds() > holds_before, 30, 'the hold in flight')
-    host.bare.sigterm()
-    replied = holding.join()
-    figures = {'exit': _exited(host.bare),
-               'lag': host.bare.exit_time - replied}
-    host.restart('bare')
-    return figures
+    return _drain(
+        host, 'bare',
+        lambda: host.bare_rpc.call('hold', seconds=HOLD_SECONDS),
+        lambda: holds() > holds_before, 'the hold in flight')
 
 
 def idle_exit(host, name, idle):

@@ -7,6 +7,7 @@ polling as the stop request is sent, so both watch the same power-off.
 """
 
 import concurrent.futures
+import statistics
 
 from tools.bench.baselines import bench_host
 from tools.bench.baselines import poller
@@ -16,7 +17,8 @@ def detection_rounds(host, rounds):
     """rounds clean stops of one guest, each watched by the poller too.
 
     Returns the guest's uuid (left stopped) and a dict per round:
-    agent_lag, poller_lag, stop (request to reply) in seconds, the
+    agent_lag, poller_lag, stop (request to reply), off (request to
+    STOPPED) in seconds, the
     poller's reads and the agent's detected_by.
     """
     instance_uuid = host.boot()
@@ -35,6 +37,7 @@ def detection_rounds(host, rounds):
         results.append({'agent_lag': replied - stopped,
                         'poller_lag': noticed - stopped,
                         'stop': replied - requested,
+                        'off': stopped - requested,
                         'poller_reads': watcher.reads,
                         'detected_by': record.get('detected_by'),
                         'result': record['result']})
@@ -59,8 +62,10 @@ def mass_rounds(host, count, rounds):
     """count guests stopped by count concurrent clean stops, rounds times.
 
     Returns the number of guests that booted (the N measured, at most
-    count) and a dict per round: all (first request to last reply), and
-    worst_lag (the largest STOPPED-to-reply lag among them), in seconds.
+    count) and a dict per round, in seconds: all (first request to last
+    reply), all_off (first request to last STOPPED: the guests' part),
+    worst_lag and median_lag (of the STOPPED-to-reply lags), and how
+    many were forced.
     """
     guests = _ready_guests(host, count)
     results = []
@@ -75,14 +80,19 @@ def mass_rounds(host, count, rounds):
                 for instance_uuid in guests:
                     host.wait_ready(instance_uuid)
             stops = list(pool.map(host.stop, guests))
-            lags = [replied - host.events.wait(
-                        instance_uuid, requested, bench_host.STOP_TIMEOUT)
-                    for instance_uuid, (requested, replied, _)
-                    in zip(guests, stops)]
+            stopped = [host.events.wait(instance_uuid, requested,
+                                        bench_host.STOP_TIMEOUT)
+                       for instance_uuid, (requested, _, _)
+                       in zip(guests, stops)]
+            lags = [replied - off
+                    for (_, replied, _), off in zip(stops, stopped)]
+            first_request = min(requested for requested, _, _ in stops)
             results.append({
-                'all': (max(replied for _, replied, _ in stops)
-                        - min(requested for requested, _, _ in stops)),
+                'all': max(replied for _, replied, _ in stops)
+                - first_request,
+                'all_off': max(stopped) - first_request,
                 'worst_lag': max(lags),
+                'median_lag': statistics.median(lags),
                 'forced': sum(record['result'] != 'clean'
                               for _, _, record in stops)})
     return len(guests), results

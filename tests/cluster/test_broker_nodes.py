@@ -75,6 +75,27 @@ class ClusterTestCase(testtools.TestCase):
                                  else None)(self.queued_messages()),
                         SETTLE_TIMEOUT, 'a message count for the queue')[0]
 
+    def wait_for_count(self, expected):
+        """Reads the queue's count until it is expected, and attaches the
+        distinct readings on the way. Right after a rolling restart, a
+        quorum queue's count was read blank (None) for a moment; reading
+        until the count is whole keeps that from passing for a loss,
+        while a real loss still fails, at SETTLE_TIMEOUT, with what was
+        read."""
+        readings = []
+
+        def whole():
+            count = self.queued_messages()
+            if not readings or readings[-1] != count:
+                readings.append(count)
+            return count == expected
+
+        try:
+            wait_for(whole, SETTLE_TIMEOUT, f'{expected} messages queued')
+        finally:
+            self.addDetail('queue-counts', content.text_content(
+                f'{self.queue_name}: {readings}'))
+
     def queue_work_while_stopped(self):
         """SIGTERM the agent, then cast builds to it; their instances."""
         self.agent.sigterm()
@@ -158,7 +179,7 @@ class QuorumQueueTest(ClusterTestCase):
         """Queues builds for a stopped agent, restarts every node in turn."""
         instances = self.queue_work_while_stopped()
         self.cluster.rolling_restart()
-        self.assertEqual(QUEUED_BUILDS, self.counted_messages())
+        self.wait_for_count(QUEUED_BUILDS)
 
         self.restart_agent()
         for instance in instances:
@@ -178,6 +199,64 @@ class QuorumQueueTest(ClusterTestCase):
             sorted(instance['uuid'] for instance in instances),
             sorted(record['uuid'] for record in
                    self.client.call('list_instances')))
+
+    def test_node_of_the_callers_reply_queue_killed_during_a_call(self):
+        """Kills the node holding a caller's reply queue while its build
+        waits for an event: the caller still gets the answer."""
+        before = self.reply_queues()
+        caller = self.useFixture(rpc.AgentRPCClient(
+            self.cluster.transport_url, self.agent.host,
+            timeout=CALL_TIMEOUT,
+            rabbit_options={'rabbit_quorum_queue': self.quorum}))
+        caller.call('get_service_status')
+        (reply_queue,) = self.reply_queues() - before
+        instance = new_instance()
+        plugged = {'name': 'network-vif-plugged', 'tag': 'port-1'}
+        instance['wait_for_events'] = [plugged]
+        answer = {}
+
+        def build():
+            try:
+                answer['record'] = caller.call('build_and_run_instance',
+                                               instance=instance)
+            except Exception as error:  # reported by the test thread
+                answer['error'] = error
+
+        call = threading.Thread(target=build, daemon=True)
+        call.start()
+        self.addCleanup(call.join, CALL_TIMEOUT)
+        wait_for(lambda: self._spawning(instance['uuid']), SETTLE_TIMEOUT,
+                 'the build waiting for its event')
+        home = self.cluster.node_of(reply_queue)
+        self.cluster.kill(home)
+        # The agent replies once the event has come: after the caller
+        # has declared its reply queue again on a surviving node (and
+        # oslo.messaging retries a reply whose queue is missing).
+        self.client.call('external_instance_event', topic=rpc.ALT_TOPIC,
+                         instance_uuid=instance['uuid'], **plugged)
+        call.join(CALL_TIMEOUT)
+        self.assertFalse(call.is_alive(), 'the build is unanswered')
+        self.assertNotIn('error', answer)
+        self.assertEqual('active', answer['record']['vm_state'])
+        moved_to = self.cluster.node_of(reply_queue)
+        self.addDetail('reply-queue', content.text_content(
+            f'{reply_queue} on {home.node}, killed; declared again on '
+            f'{moved_to.node}'))
+        self.assertNotEqual(home, moved_to)
+        self.assertEqual(['success'], [
+            action['result'] for action in self.client.call(
+                'get_instance_actions', instance_uuid=instance['uuid'])
+            if action['action'] == 'build'])
+        self.cluster.start(home)
+
+    def reply_queues(self):
+        return {name for name in self.cluster.queues()
+                if name.startswith('reply_')}
+
+    def _spawning(self, instance_uuid):
+        return any(record['uuid'] == instance_uuid and
+                   record['task_state'] == 'spawning'
+                   for record in self.client.call('list_instances'))
 
     def _built(self, instance_uuid):
         records = {record['uuid']: record

@@ -10,6 +10,7 @@ from oslo_config import cfg
 import prometheus_client
 from prometheus_client import parser
 
+from compute_agent import concurrency
 from compute_agent.conf import metrics as metrics_conf
 from compute_agent.conf import opts
 from compute_agent import metrics
@@ -172,7 +173,7 @@ class ObserverTest(base.TestCase):
         self.assertEqual(1, self.value(
             'compute_agent_service_info', host='host-a',
             service_version='7', rpc_api_version='1.9',
-            concurrency='threading'))
+            concurrency=concurrency.mode()))
 
     def test_the_libvirt_link_is_read_at_each_scrape(self):
         self.assertEqual(1, self.value('compute_agent_libvirt_connected'))

@@ -40,9 +40,10 @@ def describe(conf):
         if tolerated == 0:
             loss = 'no node loss (two nodes cannot outvote one)'
         elif tolerated == 1:
-            loss = 'the loss of one node'
+            loss = 'a rolling restart of the nodes and the loss of one node'
         else:
-            loss = f'the loss of {tolerated} nodes'
+            loss = (f'a rolling restart of the nodes and the loss of '
+                    f'{tolerated} nodes')
         return (f'Queued work: quorum queues on {_nodes(nodes)}: requests '
                 f'queued for this host are replicated and survive {loss}')
     if rabbit.amqp_durable_queues:

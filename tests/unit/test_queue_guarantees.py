@@ -25,7 +25,8 @@ class DescribeTest(base.TestCase):
             'rabbit://u:p@a:5672,u:p@b:5672,u:p@c:5672/',
             rabbit_quorum_queue=True))
         self.assertIn('quorum queues on 3 broker nodes', line)
-        self.assertIn('replicated and survive the loss of one node', line)
+        self.assertIn('replicated and survive a rolling restart of the '
+                      'nodes and the loss of one node', line)
 
     def test_quorum_queues_on_one_node_name_the_single_point(self):
         line = queue_guarantees.describe(self._conf(

@@ -22,7 +22,9 @@ class Observer:
 
     ``operation`` is the verb of the request (``stop``, ``delete``,
     ``rescue``, ...); ``outcome`` of a power-off is its last_power_off
-    record (requested, result, method, seconds, timeout, timeout_source).
+    record (requested, result, method, seconds, timeout) with
+    timeout_source, and seconds_after_event when libvirt's off event told
+    the agent (the seconds from that event to this report).
     """
 
     def service_started(self, host, service_version, rpc_api_version):

@@ -40,12 +40,13 @@ def run(args, size):
     """One fleet run of size agents; its figures."""
     began = time.monotonic()
     ledger = accounting.Ledger()
-    figures = {'agents': size, 'loadavg_before': os.getloadavg()[0]}
+    figures = {'agents': size, 'upgrade_level': args.upgrade_level,
+               'loadavg_before': os.getloadavg()[0]}
     with fleet_fixture.Fleet(size) as fleet:
         figures['cluster_start_s'] = fleet.cluster_start_seconds
         figures['agents_start_s'] = fleet.agents_start_seconds
         client = fleet.useFixture(control.ComputeClient(
-            fleet.transport_url, args.timeout))
+            fleet.transport_url, args.timeout, args.upgrade_level))
         plane = control.ControlPlane(client.api, fleet.hosts, ledger,
                                      args.concurrency, args.timeout,
                                      seed=args.seed)
@@ -114,6 +115,10 @@ def main():
                         help='seconds of load after the restarts')
     parser.add_argument('--node-down', type=float, default=15,
                         help='seconds the killed broker node stays down')
+    parser.add_argument('--upgrade-level', metavar='VALUE', default=None,
+                        help='the control plane\'s [upgrade_levels] '
+                             'compute: a version, or auto (default: '
+                             'unpinned)')
     parser.add_argument('--seed', type=int, default=None,
                         help='seed of the operations\' random choices')
     parser.add_argument('--json', metavar='PATH',

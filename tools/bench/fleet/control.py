@@ -42,12 +42,14 @@ def new_instance():
 
 class ComputeClient(fixtures.Fixture):
     """ComputeAPI on its own transport, set up as the agents are (quorum
-    queues, the agents' exchange)."""
+    queues, the agents' exchange), with version_pin as its [upgrade_levels]
+    compute (None: unpinned)."""
 
-    def __init__(self, transport_url, timeout):
+    def __init__(self, transport_url, timeout, version_pin=None):
         super().__init__()
         self.transport_url = transport_url
         self.timeout = timeout
+        self.version_pin = version_pin
 
     def _setUp(self):
         conf = cfg.ConfigOpts()
@@ -60,7 +62,8 @@ class ComputeClient(fixtures.Fixture):
         transport = oslo_messaging.get_rpc_transport(
             conf, url=self.transport_url)
         self.addCleanup(transport.cleanup)
-        self.api = rpcapi.ComputeAPI(transport)
+        self.api = rpcapi.ComputeAPI(transport,
+                                     version_pin=self.version_pin)
 
 
 class ControlPlane:

@@ -44,6 +44,8 @@ def _latency(run, operation, phase):
 
 def rows(runs):
     yield 'agents', [str(r['agents']) for r in runs]
+    yield '[upgrade_levels] compute', [r['upgrade_level'] or 'unpinned'
+                                       for r in runs]
     for key in ('sent', 'answered', 'failed', 'refused', 'timed_out',
                 'broken', 'lost', 'executed_twice', 'set_aside'):
         yield key.replace('_', ' '), [str(r[key]) for r in runs]

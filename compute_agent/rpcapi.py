@@ -65,9 +65,11 @@ get_service_status's ``concurrency``, the mode the agent runs in,
 'threading' or 'eventlet' (a peer in either mode serves the same wire).
 
 A capped client degrades deliberately: ``[upgrade_levels] compute`` pins
-the version sent (``auto`` asks each agent for its own), and a request
-meant for ``compute-alt`` goes to ``compute`` when the peer is older than
-1.1, with a log line saying so.
+the version sent (``auto`` asks each agent for its own; one that does not
+answer, being stopped, is sent what it last said it speaks, or else each
+request at its own version, to wait on the broker), and a request meant
+for ``compute-alt`` goes to ``compute`` when the peer is older than 1.1,
+with a log line saying so.
 
 The version cap per host, the topic and the reply timeouts are worked out
 by compute_agent.rpcapi_versions.VersionedClients, which ComputeAPI sends
@@ -112,9 +114,10 @@ class ComputeAPI:
             transport, VERSION, SERVICE_VERSION_TO_RPC,
             version_pin=version_pin, retry=retry, clock=clock)
 
-    def version_cap(self, host):
-        """The newest version this client may send to host."""
-        return self._clients.version_cap(host)
+    def version_cap(self, host, needed='1.0'):
+        """The newest version this client may send to host; needed, the
+        version of the request at hand, when auto cannot tell."""
+        return self._clients.version_cap(host, needed)
 
     def prepare_for_alt_rpcserver(self, host, version, timeout=None):
         """A client for work that continues something already started:
@@ -328,7 +331,7 @@ class ComputeAPI:
                          shutdown_timeout=shutdown_timeout)
         version = '1.4'
         if migration_target is not None:
-            cap = self.version_cap(host)
+            cap = self.version_cap(host, version)
             if rpcapi_versions.version_at_least(cap, '1.5'):
                 version = '1.5'
                 arguments['migration_target'] = migration_target

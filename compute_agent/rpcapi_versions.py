@@ -28,6 +28,8 @@ TOPIC = rpc.TOPIC
 ALT_TOPIC = rpc.ALT_TOPIC
 ALT_TOPIC_MIN_VERSION = '1.1'
 AUTO_PIN_CACHE_SECONDS = 300
+# How long auto sends to a host that did not answer before asking again.
+AUTO_RETRY_SECONDS = 30
 # How long [upgrade_levels] compute=auto waits for an agent's version.
 DISCOVERY_TIMEOUT = 10
 # A power operation may take the whole shutdown timeout and then some.
@@ -57,8 +59,9 @@ def power_timeout(shutdown_timeout):
 class VersionedClients:
     """Makes the client for each request, capped at what its host speaks.
 
-    Owns the per-host cache of versions that ``[upgrade_levels]
-    compute=auto`` discovered, and the lock guarding it.
+    Owns what ``[upgrade_levels] compute=auto`` learnt of each host (the
+    version it last answered, and when it last left the question
+    unanswered), and the lock guarding both.
     """
 
     def __init__(self, transport, newest_version, rpc_for_service_version,
@@ -77,38 +80,78 @@ class VersionedClients:
         self._pin = version_pin
         self._retry = retry
         self._clock = clock
-        self._auto_caps = {}
+        self._auto_caps = {}     # host -> (version, fresh until)
+        self._unanswered = {}    # host -> when it last left auto unanswered
         self._auto_lock = threading.Lock()
 
-    def version_cap(self, host):
-        """The newest version this client may send to host."""
+    def version_cap(self, host, needed='1.0'):
+        """The newest version this client may send to host.
+
+        :param needed: the version of the request at hand, which is the
+            cap when auto has never had an answer from host: every agent
+            that has the method in that form accepts it.
+        """
         if not self._pin:
             return self._newest
         if self._pin != 'auto':
             return self._pin
+        cap = self._auto_cap(host)
+        return needed if cap is None else cap
+
+    def _auto_cap(self, host):
+        """The version host's agent speaks by its last answer (None: it
+        never answered), asked again once that answer is older than
+        AUTO_PIN_CACHE_SECONDS.
+
+        A host that leaves the question unanswered is stopped or
+        restarting, as in a rolling restart: its requests are sent all the
+        same, to wait on the broker, at the version it last spoke or at
+        their own. It is not asked again for AUTO_RETRY_SECONDS, so that
+        it does not cost each of its requests the discovery timeout.
+        """
+        now = self._clock()
         with self._auto_lock:
-            cached = self._auto_caps.get(host)
-            if cached and cached[1] > self._clock():
-                return cached[0]
+            cap, fresh_until = self._auto_caps.get(host, (None, now))
+            unanswered_at = self._unanswered.get(host)
+            if now < fresh_until or (
+                    unanswered_at is not None and
+                    now < unanswered_at + AUTO_RETRY_SECONDS):
+                return cap
+        try:
+            service_version = self._discover_service_version(host)
+        except oslo_messaging.MessagingTimeout:
+            with self._auto_lock:
+                first = host not in self._unanswered
+                self._unanswered[host] = self._clock()
+            if first and cap is None:
+                LOG.warning('Host %s did not say which compute RPC version '
+                            'it speaks (unknown): sending each request at '
+                            'its own version until it answers', host)
+            elif first:
+                LOG.info('Host %s did not say which compute RPC version it '
+                         'speaks: sending at %s, its last known', host, cap)
+            return cap
         # An agent newer than this client is sent this client's newest.
-        cap = self._rpc_for_service_version.get(
-            self._discover_service_version(host), self._newest)
+        cap = self._rpc_for_service_version.get(service_version,
+                                                self._newest)
         with self._auto_lock:
             self._auto_caps[host] = (cap, self._clock() +
                                      AUTO_PIN_CACHE_SECONDS)
+            self._unanswered.pop(host, None)
         return cap
 
     def _discover_service_version(self, host):
-        """Ask host which SERVICE_VERSION it runs. compute-alt is asked
-        first because it still answers while the host drains; a host too
-        old to have that queue makes the broker refuse at once."""
+        """Ask host which SERVICE_VERSION it runs, on compute-alt: it still
+        answers there while it drains. A host too old to have that queue
+        makes the broker refuse at once, and is asked on compute. compute
+        is not asked when compute-alt is silent: the agent stops compute
+        first, so it would only add a second timeout."""
         def ask(topic):
             return self._client(host, topic, '1.0', DISCOVERY_TIMEOUT).call(
                 new_context(), 'get_service_status')['service_version']
         try:
             return ask(ALT_TOPIC)
-        except (oslo_messaging.MessageUndeliverable,
-                oslo_messaging.MessagingTimeout):
+        except oslo_messaging.MessageUndeliverable:
             return ask(TOPIC)
 
     def _client(self, host, topic, version, timeout=None):
@@ -129,7 +172,7 @@ class VersionedClients:
 
     def prepare(self, host, version, timeout=None):
         """A client for new work: topic compute."""
-        self._check_cap(version, self.version_cap(host))
+        self._check_cap(version, self.version_cap(host, version))
         return self._client(host, TOPIC, version, timeout)
 
     def prepare_for_alt_rpcserver(self, host, version, timeout=None):
@@ -139,13 +182,13 @@ class VersionedClients:
         :param version: the version that introduced the method's current
             arguments; a peer capped below it cannot take the call at all.
         """
-        cap = self.version_cap(host)
+        cap = self.version_cap(host, version)
         self._check_cap(version, cap)
         if version_at_least(cap, ALT_TOPIC_MIN_VERSION):
             return self._client(host, ALT_TOPIC, version, timeout)
-        LOG.info('Host %s speaks compute RPC %s, older than %s: sending to '
-                 'topic %s instead of %s', host, cap, ALT_TOPIC_MIN_VERSION,
-                 TOPIC, ALT_TOPIC)
+        LOG.info('Host %s is sent compute RPC %s, older than %s: sending '
+                 'to topic %s instead of %s', host, cap,
+                 ALT_TOPIC_MIN_VERSION, TOPIC, ALT_TOPIC)
         return self._client(host, TOPIC, version, timeout)
 
     def prepare_power(self, host, version, shutdown_timeout, timeout):

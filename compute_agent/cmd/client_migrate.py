@@ -142,7 +142,7 @@ def _versions(text):
 
 
 def _check_version(api, host):
-    cap = api.version_cap(host)
+    cap = api.version_cap(host, MIGRATION_RPC_VERSION)
     if _versions(MIGRATION_RPC_VERSION) > _versions(cap):
         raise oslo_messaging.RPCVersionCapError(
             version=MIGRATION_RPC_VERSION, version_cap=cap)

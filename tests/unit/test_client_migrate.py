@@ -82,7 +82,8 @@ class TestLiveMigrate(MigrateTestCase):
             [mock.call(mock.ANY, HOST, MIGRATION_ID,
                        timeout=client_migrate.POLL_RPC_TIMEOUT)] * 2,
             self.api.get_migration.call_args_list)
-        self.api.version_cap.assert_called_once_with(HOST)
+        self.api.version_cap.assert_called_once_with(
+            HOST, client_migrate.MIGRATION_RPC_VERSION)
         lines = self.out_lines()
         self.assertEqual('live-migrated web-1 hv-1 -> hv-2 in 3.2 s',
                          lines[0])
@@ -307,7 +308,8 @@ class TestColdMigrateAndResize(MigrateTestCase):
             shutdown_timeout=None, timeout=None)
         self.assertEqual({DEST}, {c.args[1] for c in
                                   self.api.get_migration.call_args_list})
-        self.api.version_cap.assert_called_once_with(DEST)
+        self.api.version_cap.assert_called_once_with(
+            DEST, client_migrate.MIGRATION_RPC_VERSION)
         # The instance is still on the source when the request goes out.
         self.api.get_instance.assert_called_once_with(
             mock.ANY, HOST, UUID, timeout=client_migrate.POLL_RPC_TIMEOUT)

@@ -25,6 +25,8 @@ logging.basicConfig(level=logging.CRITICAL)
 # backend), which must happen before anything imports oslo_messaging.
 from tests.fixtures import polling  # noqa: E402
 
+from compute_agent import rpcapi_versions  # noqa: E402
+
 from tools.bench.fleet import accounting  # noqa: E402
 from tools.bench.fleet import control  # noqa: E402
 from tools.bench.fleet import fleet as fleet_fixture  # noqa: E402
@@ -41,6 +43,8 @@ def run(args, size):
     began = time.monotonic()
     ledger = accounting.Ledger()
     figures = {'agents': size, 'upgrade_level': args.upgrade_level,
+               'agent_down_s': args.down,
+               'auto_cache_s': rpcapi_versions.AUTO_PIN_CACHE_SECONDS,
                'loadavg_before': os.getloadavg()[0]}
     with fleet_fixture.Fleet(size) as fleet:
         figures['cluster_start_s'] = fleet.cluster_start_seconds
@@ -62,7 +66,7 @@ def run(args, size):
         started = time.monotonic()
         fleet.rolling_restart(halfway=lambda: outage.update(
             zip(('thread', 'times'),
-                fleet.broker_outage(args.node_down))))
+                fleet.broker_outage(args.node_down))), down=args.down)
         figures['rolling_restart_s'] = time.monotonic() - started
         outage['thread'].join(SETTLE_TIMEOUT)
         times = outage['times']
@@ -115,15 +119,27 @@ def main():
                         help='seconds of load after the restarts')
     parser.add_argument('--node-down', type=float, default=15,
                         help='seconds the killed broker node stays down')
+    parser.add_argument('--down', metavar='S', type=float, default=0,
+                        help='seconds each agent stays stopped in the '
+                             'rolling restart, as an upgrade\'s package '
+                             'install keeps it (default 0)')
     parser.add_argument('--upgrade-level', metavar='VALUE', default=None,
                         help='the control plane\'s [upgrade_levels] '
                              'compute: a version, or auto (default: '
                              'unpinned)')
+    parser.add_argument('--auto-cache', metavar='S', type=float,
+                        help='how long auto keeps a host\'s version '
+                             '(default: the client\'s, 300 s); shorter '
+                             'makes a short run meet the expiries a '
+                             'long-running control plane meets during a '
+                             'rolling restart')
     parser.add_argument('--seed', type=int, default=None,
                         help='seed of the operations\' random choices')
     parser.add_argument('--json', metavar='PATH',
                         help='also write the figures as JSON')
     args = parser.parse_args()
+    if args.auto_cache is not None:
+        rpcapi_versions.AUTO_PIN_CACHE_SECONDS = args.auto_cache
     sizes = SCALING_SIZES if args.scaling else (args.agents,)
     runs = []
     for size in sizes:

@@ -60,23 +60,25 @@ class Fleet(fixtures.Fixture):
         return {agent.host: os.path.join(agent.state_path, 'agent.sqlite')
                 for agent in self.agents}
 
-    def restart(self, agent):
-        """SIGTERM, wait for the exit, start again, wait until ready."""
+    def restart(self, agent, down=0):
+        """SIGTERM, wait for the exit, stay down for down seconds (as an
+        upgrade's package install does), start again, wait until ready."""
         agent.sigterm()
         code = agent.wait_exit(EXIT_TIMEOUT)
         if code != 0:
             raise agent_fixture.AgentError(
                 f'agent {agent.host} exited with {code} after SIGTERM')
         self.drain_seconds[agent.host] = agent.exit_time - agent.signal_time
+        time.sleep(down)
         agent.restart()
         agent.wait_ready(READY_TIMEOUT)
 
-    def rolling_restart(self, halfway=None):
+    def rolling_restart(self, halfway=None, down=0):
         """Every agent in turn; halfway() is called once half are done."""
         for index, agent in enumerate(self.agents):
             if halfway is not None and index == len(self.agents) // 2:
                 halfway()
-            self.restart(agent)
+            self.restart(agent, down)
 
     def broker_outage(self, node_down_seconds):
         """Kill the first node (where every client connects first) and

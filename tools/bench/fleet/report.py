@@ -42,10 +42,17 @@ def _latency(run, operation, phase):
     return f'{_ms(figure["p50"])} / {_ms(figure["p99"])} ({figure["n"]})'
 
 
+def _upgrade_level(run):
+    if run['upgrade_level'] != 'auto':
+        return run['upgrade_level'] or 'unpinned'
+    return f'auto, kept {run["auto_cache_s"]:.0f} s'
+
+
 def rows(runs):
     yield 'agents', [str(r['agents']) for r in runs]
-    yield '[upgrade_levels] compute', [r['upgrade_level'] or 'unpinned'
-                                       for r in runs]
+    yield '[upgrade_levels] compute', [_upgrade_level(r) for r in runs]
+    yield 'each agent down in the restart, s', [
+        f'{r["agent_down_s"]:.0f}' for r in runs]
     for key in ('sent', 'answered', 'failed', 'refused', 'timed_out',
                 'broken', 'lost', 'executed_twice', 'set_aside'):
         yield key.replace('_', ' '), [str(r[key]) for r in runs]

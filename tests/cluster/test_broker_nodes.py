@@ -78,10 +78,10 @@ class ClusterTestCase(testtools.TestCase):
     def wait_for_count(self, expected):
         """Reads the queue's count until it is expected, and attaches the
         distinct readings on the way. Right after a rolling restart, a
-        quorum queue's count was read blank (None) for a moment; reading
-        until the count is whole keeps that from passing for a loss,
-        while a real loss still fails, at SETTLE_TIMEOUT, with what was
-        read."""
+        quorum queue's count was read 0 (and blank, None) for a moment
+        before the whole count showed; reading until the count is whole
+        keeps that from passing for a loss, while a real loss still
+        fails, at SETTLE_TIMEOUT, with what was read."""
         readings = []
 
         def whole():
@@ -187,9 +187,10 @@ class QuorumQueueTest(ClusterTestCase):
                 lambda: self._built(instance['uuid']), SETTLE_TIMEOUT,
                 f'instance {instance["uuid"]} built')
             self.assertEqual('active', record['vm_state'])
-            builds = [action for action in self.client.call(
-                'get_instance_actions', instance_uuid=instance['uuid'])
-                if action['action'] == 'build']
+            # The record is committed a moment before the action closes.
+            builds = wait_for(
+                lambda: self._closed_builds(instance['uuid']),
+                SETTLE_TIMEOUT, f'the build of {instance["uuid"]} closed')
             self.assertEqual(['success'],
                              [build['result'] for build in builds])
         # Nothing left to deliver a second time.
@@ -257,6 +258,14 @@ class QuorumQueueTest(ClusterTestCase):
         return any(record['uuid'] == instance_uuid and
                    record['task_state'] == 'spawning'
                    for record in self.client.call('list_instances'))
+
+    def _closed_builds(self, instance_uuid):
+        builds = [action for action in self.client.call(
+            'get_instance_actions', instance_uuid=instance_uuid)
+            if action['action'] == 'build']
+        if builds and all(build['result'] != 'running' for build in builds):
+            return builds
+        return None
 
     def _built(self, instance_uuid):
         records = {record['uuid']: record

@@ -87,7 +87,9 @@ class MetricsObserver(telemetry.Observer):
 
     def __init__(self, hypervisor_health=None, clock=time.monotonic):
         """:param hypervisor_health: the driver's health(), read at each
-            scrape; None leaves the libvirt gauges out."""
+            scrape; None leaves the libvirt gauges out.
+        :param clock: the clock a power-off's off_event_at was read on
+            (the libvirt Host's, time.monotonic)."""
         self._clock = clock
         self.registry = prometheus_client.CollectorRegistry()
         self._lock = threading.Lock()
@@ -174,11 +176,10 @@ class MetricsObserver(telemetry.Observer):
                                 bounded_label(outcome.get('method'))).inc()
         self._power_off_seconds.labels(requested, result).observe(
             outcome.get('seconds') or 0)
-        after_event = outcome.get('seconds_after_event')
-        if after_event is not None:
+        off_event_at = outcome.get('off_event_at')
+        if off_event_at is not None:
             with self._lock:
-                self._off_seen_at[instance_uuid] = \
-                    self._clock() - after_event
+                self._off_seen_at[instance_uuid] = off_event_at
 
     def drain_started(self, in_flight):
         with self._lock:

@@ -10,7 +10,6 @@ forced, and the power-off then destroys at once).
 
 import logging
 import threading
-import time
 
 from compute_agent import power_policy
 from compute_agent import telemetry as telemetry_module
@@ -76,11 +75,8 @@ class PowerOffs:
 
     def __init__(self, driver, registry, default_shutdown_timeout,
                  shutdown_retry_interval,
-                 telemetry=telemetry_module.Telemetry(),
-                 clock=time.monotonic):
-        """:param telemetry: told when each power-off starts and ends.
-        :param clock: the clock of the driver's off_event_at."""
-        self._clock = clock
+                 telemetry=telemetry_module.Telemetry()):
+        """:param telemetry: told when each power-off starts and ends."""
         self._driver = driver
         self._registry = registry
         self._default_timeout = default_shutdown_timeout
@@ -119,9 +115,8 @@ class PowerOffs:
                  ' (guest was paused)' if paused else '')
         reported = dict(outcome, timeout_source=plan.source)
         if result.off_event_at is not None:
-            # For the detection lag (metrics.py): how long before this
-            # report the guest's off event reached the agent.
-            reported['seconds_after_event'] = \
-                self._clock() - result.off_event_at
+            # The start of the detection lag (metrics.py), on this
+            # process's monotonic clock: for the observers only.
+            reported['off_event_at'] = result.off_event_at
         self._telemetry.power_off_ended(uuid, action, reported)
         return outcome

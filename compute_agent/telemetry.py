@@ -23,8 +23,8 @@ class Observer:
     ``operation`` is the verb of the request (``stop``, ``delete``,
     ``rescue``, ...); ``outcome`` of a power-off is its last_power_off
     record (requested, result, method, seconds, timeout) with
-    timeout_source, and seconds_after_event when libvirt's off event told
-    the agent (the seconds from that event to this report).
+    timeout_source, and off_event_at when libvirt's off event told the
+    agent (the time.monotonic() at which that event reached it).
     """
 
     def service_started(self, host, service_version, rpc_api_version):

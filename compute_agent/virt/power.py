@@ -112,10 +112,6 @@ class PowerOffControl:
             return self._forced
 
     @property
-    def off_event_seen(self):
-        return self.off_event_at is not None
-
-    @property
     def off_event_at(self):
         """When the guest's off event reached the agent, or None."""
         with self._lock:

@@ -92,15 +92,16 @@ class Notifications(telemetry.Observer):
         self._sender.send(priority, name,
                           payload(schema, host=self._host, **data))
 
-    def service_started(self, host, service_version, rpc_api_version):
-        self._send(INFO, 'service.update', SERVICE_STATUS, state='running',
+    def _service_update(self, state, service_version, rpc_api_version):
+        self._send(INFO, 'service.update', SERVICE_STATUS, state=state,
                    service_version=service_version,
                    rpc_api_version=rpc_api_version)
 
+    def service_started(self, host, service_version, rpc_api_version):
+        self._service_update('running', service_version, rpc_api_version)
+
     def service_stopped(self, host, service_version, rpc_api_version):
-        self._send(INFO, 'service.update', SERVICE_STATUS, state='stopped',
-                   service_version=service_version,
-                   rpc_api_version=rpc_api_version)
+        self._service_update('stopped', service_version, rpc_api_version)
         if not self._sender.flush(FLUSH_TIMEOUT):
             LOG.warning('Exiting with notifications not yet sent: the bus '
                         'did not take them within %.1f s', FLUSH_TIMEOUT)

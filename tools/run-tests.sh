@@ -39,6 +39,11 @@ fi
 # the exit status is non-zero when anything failed.
 GATE_REPORT=${GATE_REPORT:-build/gate/report.json}
 status=0
+# CI shows only the tail of a long run: keep the whole of it in a file,
+# and end with what failed, read back from that file.
+RUN_LOG=build/run-tests.log
+mkdir -p "$(dirname "$RUN_LOG")"
+exec > >(tee "$RUN_LOG") 2>&1
 # py3-eventlet, functional-eventlet and realguest-eventlet: the unit,
 # functional and real-guest suites again in eventlet mode
 # (COMPUTE_AGENT_CONCURRENCY=eventlet). cluster: agents on a three-node
@@ -78,17 +83,17 @@ FLEET_REPORT=build/fleet/report.json
 echo "run-tests: .venv/bin/tox -e fleet -- --agents 10 --json $FLEET_REPORT"
 mkdir -p "$(dirname "$FLEET_REPORT")"
 .venv/bin/tox -e fleet -- --agents 10 --json "$FLEET_REPORT" || status=$?
+# Every tox environment's result, then each failed test, gate run,
+# crash-matrix case and fleet figure, so that the tail says what failed.
+echo "run-tests: how each tox environment ended:"
+grep -E '^  [a-z0-9-]+: (OK|FAIL|SKIP)' "$RUN_LOG" || true
 if ((status != 0)); then
-    # The suites' own output is long: repeat what failed at the end.
-    echo "run-tests: FAILED (exit $status). Failing tests of the stestr suites:"
-    stestr=.tox/py3/bin/stestr
-    [[ -x $stestr ]] && "$stestr" failing || true
-    echo "run-tests: the faults suite's report, if it ran, is above" \
-         "(its subunit stream in build/faults/last.subunit)"
-    echo "run-tests: the gate's failures, if any, are in its tables above" \
-         "and in $GATE_REPORT and $GATE_EVENTLET_REPORT"
-    echo "run-tests: unsafe crash-matrix rows, if any, are in its table" \
-         "above and in $CRASH_MATRIX_REPORT"
-    echo "run-tests: the fleet run's figures are above and in $FLEET_REPORT"
+    echo "run-tests: FAILED (exit $status); what failed, from $RUN_LOG:"
+    grep -nE '\.\.\. FAILED$|^(gate|crash-matrix): \[[0-9]+/[0-9]+\].*(FAILED|NOT SAFE)|^faults: FAILED|^(lost|executed twice) +[1-9]' \
+        "$RUN_LOG" || echo "  (no failed test named: see the log)"
+    echo "run-tests: the gate's reports: $GATE_REPORT and" \
+         "$GATE_EVENTLET_REPORT; the crash matrix's: $CRASH_MATRIX_REPORT;" \
+         "the fleet run's: $FLEET_REPORT; the faults suite's subunit" \
+         "stream: build/faults/last.subunit"
 fi
 exit "$status"

@@ -32,6 +32,9 @@ AUTO_PIN_CACHE_SECONDS = 300
 AUTO_RETRY_SECONDS = 30
 # How long [upgrade_levels] compute=auto waits for an agent's version.
 DISCOVERY_TIMEOUT = 10
+# How long a request waits for another's question to the same host: the
+# question may be asked on both topics.
+QUESTION_WAIT = 2 * DISCOVERY_TIMEOUT + 5
 # A power operation may take the whole shutdown timeout and then some.
 POWER_CALL_MARGIN = 60
 DEFAULT_POWER_TIMEOUT = 300
@@ -56,12 +59,21 @@ def power_timeout(shutdown_timeout):
     return base + POWER_CALL_MARGIN
 
 
+class _Question:
+    """One host's version being asked by one request for all of them."""
+
+    def __init__(self, cap):
+        self.cap = cap   # set by the asker before answered
+        self.answered = threading.Event()
+
+
 class VersionedClients:
     """Makes the client for each request, capped at what its host speaks.
 
     Owns what ``[upgrade_levels] compute=auto`` learnt of each host (the
     version it last answered, and when it last left the question
-    unanswered), and the lock guarding both.
+    unanswered), the questions in flight, and the lock guarding all
+    three.
     """
 
     def __init__(self, transport, newest_version, rpc_for_service_version,
@@ -82,6 +94,7 @@ class VersionedClients:
         self._clock = clock
         self._auto_caps = {}     # host -> (version, fresh until)
         self._unanswered = {}    # host -> when it last left auto unanswered
+        self._questions = {}     # host -> the _Question in flight
         self._auto_lock = threading.Lock()
 
     def version_cap(self, host, needed='1.0'):
@@ -108,6 +121,8 @@ class VersionedClients:
         same, to wait on the broker, at the version it last spoke or at
         their own. It is not asked again for AUTO_RETRY_SECONDS, so that
         it does not cost each of its requests the discovery timeout.
+        Requests that find the question already asked wait for its answer
+        instead of asking again.
         """
         now = self._clock()
         with self._auto_lock:
@@ -117,6 +132,25 @@ class VersionedClients:
                     unanswered_at is not None and
                     now < unanswered_at + AUTO_RETRY_SECONDS):
                 return cap
+            question = self._questions.get(host)
+            asking = question is None
+            if asking:
+                question = self._questions[host] = _Question(cap)
+        if not asking:
+            # The asker's own timeouts end its question first.
+            question.answered.wait(QUESTION_WAIT)
+            return question.cap
+        try:
+            question.cap = self._ask(host, cap)
+        finally:
+            with self._auto_lock:
+                del self._questions[host]
+            question.answered.set()
+        return question.cap
+
+    def _ask(self, host, cap):
+        """Ask host its version: the version to send it (cap, the last
+        known, when it does not answer)."""
         try:
             service_version = self._discover_service_version(host)
         except oslo_messaging.MessagingTimeout:

@@ -4,6 +4,8 @@ and wait on the broker, at a version the host is known or bound to take.
 """
 
 import logging
+import threading
+from unittest import mock
 
 import oslo_messaging
 
@@ -154,6 +156,77 @@ class TestRediscoveryRateLimit(_AutoTestCase):
             # Known before: a stale cap, logged below WARNING.
             api.version_cap(HOST)
         self.assertEqual(1, len(logs.output))
+
+
+class TestOneQuestionPerHost(_AutoTestCase):
+    """Requests to a host whose version is being asked wait for that
+    question's answer instead of each asking (and each waiting up to the
+    discovery timeout) again."""
+
+    DEADLINE = 30
+
+    def setUp(self):
+        super().setUp()
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        self.client.call.side_effect = self.slow_answer
+        # Counts the requests that wait for another's question.
+        self.waiting = threading.Semaphore(0)
+        waiting = self.waiting
+
+        class CountedEvent(threading.Event):
+            def wait(self, timeout=None):
+                waiting.release()
+                return super().wait(timeout)
+
+        class CountedQuestion(rpcapi_versions._Question):
+            def __init__(self, cap):
+                super().__init__(cap)
+                self.answered = CountedEvent()
+
+        patcher = mock.patch.object(rpcapi_versions, '_Question',
+                                    CountedQuestion)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.addCleanup(self.release.set)
+
+    def slow_answer(self, ctxt, method, **kwargs):
+        if method != 'get_service_status':
+            return {}
+        self.asked.set()
+        self.release.wait(self.DEADLINE)
+        if self.service_version is None:
+            raise oslo_messaging.MessagingTimeout('agent stopped')
+        return {'service_version': self.service_version}
+
+    def caps_of_concurrent_requests(self, count, needed):
+        api = self.api('auto')
+        caps = []
+        threads = [threading.Thread(
+            target=lambda: caps.append(api.version_cap(HOST, needed)))
+            for _ in range(count)]
+        threads[0].start()
+        self.assertTrue(self.asked.wait(self.DEADLINE))
+        for thread in threads[1:]:
+            thread.start()
+        for _ in threads[1:]:
+            self.assertTrue(self.waiting.acquire(timeout=self.DEADLINE))
+        self.release.set()
+        for thread in threads:
+            thread.join(self.DEADLINE)
+        return caps
+
+    def test_an_answer_is_shared(self):
+        self.service_version = 6
+        self.assertEqual(['1.5'] * 4, self.caps_of_concurrent_requests(
+            4, '1.0'))
+        self.assertEqual(1, len(self.status_probes()))
+
+    def test_no_answer_is_shared_too(self):
+        # Each request then goes at its own version, to wait on the broker.
+        self.assertEqual(['1.4'] * 3, self.caps_of_concurrent_requests(
+            3, '1.4'))
+        self.assertEqual(1, len(self.status_probes()))
 
 
 class TestUnpinnedUnchanged(_AutoTestCase):

@@ -130,12 +130,13 @@ class LiveMigrationDestination:
         checks.require_no_other_arrival(
             self._db, self._host, uuid, 'roll back the arrival of',
             besides=migration_id)
-        try:
-            self._driver.rollback_live_migration_at_destination(uuid)
-            failpoints.reach(failpoints.LIVE_DEST_ROLLED_BACK)
-        finally:
-            self._migrations.release_incoming(migration_id)
-            self._db.update_migration(migration_id, status='failed',
-                                      message=reason)
+        # A driver that refuses (the guest runs or is defined here: it may
+        # have arrived) or fails leaves the migration as it was, open to a
+        # take-over or to another rollback.
+        self._driver.rollback_live_migration_at_destination(uuid)
+        failpoints.reach(failpoints.LIVE_DEST_ROLLED_BACK)
+        self._migrations.release_incoming(migration_id)
+        self._db.update_migration(migration_id, status='failed',
+                                  message=reason)
         LOG.info('Rolled back incoming live migration %s of instance %s: '
                  '%s', migration_id, uuid, reason)

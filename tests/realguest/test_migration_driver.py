@@ -184,6 +184,26 @@ class LiveMigrationTest(TwoHostsTestCase):
         self.assertFalse(os.path.exists(self.a.instance_path(self.uuid)))
         self.assertAliveOnB()
 
+    def test_a_rollback_after_the_guest_arrived_keeps_it(self):
+        # The source died before telling B the migration completed; the
+        # guest then stopped on B. libvirt left B the only definition and
+        # the only disk (a block migration): a rollback must keep both.
+        self.spawn(with_disk=True)
+        self.wait_until_ready(self.a)
+        target, destination_xml = self.prepare(block_migration=True)
+        self.a.live_migration(self.uuid, target, destination_xml, True,
+                              virt_migration.MigrationControl())
+        self.assertIsNone(self.domain('a'))
+        self.domain('b').destroy()
+        error = self.assertRaises(
+            exception.MigrationError,
+            self.b.rollback_live_migration_at_destination, self.uuid)
+        self.assertIn('the migration arrived', str(error))
+        kept = self.domain('b')
+        self.assertTrue(kept.isPersistent())
+        self.assertEqual([self.b.own_disk_path(self.uuid)], self.disks(kept))
+        self.assertTrue(os.path.isfile(self.b.own_disk_path(self.uuid)))
+
 
 class Transfer(threading.Thread):
     """A's live_migration on a thread, while the test interferes."""

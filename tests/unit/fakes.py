@@ -173,6 +173,8 @@ class FakeDriver(driver.ComputeDriver):
         self.files[instance_uuid] = {'disk', 'console'}
 
     def rollback_live_migration_at_destination(self, instance_uuid):
+        self._maybe_fail('rollback_live_migration_at_destination',
+                         instance_uuid)
         self.files.pop(instance_uuid, None)
 
     def cleanup_after_live_migration(self, instance_uuid,

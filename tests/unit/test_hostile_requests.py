@@ -189,6 +189,24 @@ class RollbackAtDestinationTest(HostileRequestTestCase):
                            self.b.rollback_live_migration_at_destination,
                            instance['uuid'], migration['id'])
 
+    def test_a_rollback_the_driver_refuses_changes_nothing(self):
+        # As the libvirt driver refuses when the guest runs or is defined
+        # here: it may have arrived, so the migration stays open to be
+        # taken over (or rolled back once more).
+        instance, migration = self.incoming_live_migration()
+        self.drivers['host-b'].fail_next[
+            'rollback_live_migration_at_destination'] = \
+            exception.MigrationError(reason='the migration arrived')
+        before = self._state()
+        error = self.unwrap(self.b.rollback_live_migration_at_destination,
+                            self.ctxt, instance['uuid'], migration['id'])
+        self.assertIsInstance(error, exception.MigrationError)
+        self.assertEqual(before, self._state())
+        self.b.rollback_live_migration_at_destination(
+            self.ctxt, instance['uuid'], migration['id'])
+        self.assertEqual('failed', self.b.get_migration(
+            self.ctxt, migration['id'])['status'])
+
 
 class PostLiveMigrationAtDestinationTest(HostileRequestTestCase):
     def post(self, compute, instance, migration, **changes):

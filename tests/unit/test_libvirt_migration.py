@@ -324,6 +324,23 @@ class DestinationTest(fake_libvirt.TwoQemuHostsTestCase):
         self.assertIn('runs on this host', str(error))
         self.assertEqual(driver.RUNNING, self.b.get_power_state(UUID))
 
+    def test_rollback_keeps_a_guest_that_arrived_and_stopped(self):
+        # libvirt persists the guest here only once the migration has
+        # arrived (PERSIST_DEST): the source has let it go, and this
+        # definition and directory are all that is left of it.
+        for state in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_PAUSED):
+            destination = self.pre(guest_xml(self.dir_a))
+            arrived = self.conn_b.add(UUID, destination, state=state,
+                                      persistent=True)
+            error = self.assertRaises(
+                exception.MigrationError,
+                self.b.rollback_live_migration_at_destination, UUID)
+            self.assertIn('arrived', str(error))
+            self.assertEqual([], arrived.calls)
+            self.assertIs(arrived, self.conn_b.domains[UUID])
+            self.assertTrue(os.path.isdir(self.dir_b))
+            del self.conn_b.domains[UUID]
+
     def test_migration_target(self):
         self.assertEqual({'libvirt_uri': 'qemu+tcp://host-b/system',
                           'data_uri': None, 'hypervisor': 'QEMU'},

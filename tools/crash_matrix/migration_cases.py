@@ -209,9 +209,11 @@ class LiveMigrationCase(MigrationCase):
 
 class LiveRollbackCase(LiveMigrationCase):
     """The destination's rollback, which only a failed migration reaches:
-    a stand-in domain of the instance's uuid, defined (off) at the
-    destination, makes its pre_live_migration refuse; the source then asks
-    it to roll back, which removes the stand-in before the failpoint."""
+    a stand-in domain of the instance's uuid, running paused and transient
+    at the destination as an incoming guest left behind does, makes its
+    pre_live_migration refuse; the source then asks it to roll back, which
+    destroys the stand-in before the failpoint. (A persistent stand-in
+    would be refused: libvirt persists only a guest that has arrived.)"""
 
     def prepare(self):
         super().prepare()
@@ -219,7 +221,7 @@ class LiveRollbackCase(LiveMigrationCase):
             xml.write(STAND_IN_XML.format(uuid=self.instance_uuid))
             xml.flush()
             subprocess.run(['virsh', '-c', self.destination.libvirtd.uri,
-                            'define', xml.name], check=True,
+                            'create', '--paused', xml.name], check=True,
                            capture_output=True)
 
 

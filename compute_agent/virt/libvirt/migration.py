@@ -241,9 +241,16 @@ class LiveMigrations:
                         reason=f'instance {instance_uuid} runs on this host; '
                                f'it may have arrived after all, so it is not '
                                f'rolled back: check where it runs')
-                domain_guest.unless_already_off(domain.destroy)
+                # libvirt persists the incoming guest only once it has
+                # arrived (PERSIST_DEST), and the source then lets go of
+                # it: a persistent definition here, even of a guest that
+                # has stopped since, may be all that is left of it.
                 if domain.isPersistent():
-                    domain.undefineFlags(live_transfer.UNDEFINE_FLAGS)
+                    raise exception.MigrationError(
+                        reason=f'instance {instance_uuid} is defined on this '
+                               f'host: the migration arrived, so it is not '
+                               f'rolled back; check where it runs')
+                domain_guest.unless_already_off(domain.destroy)
         if os.path.exists(os.path.join(own_dir, INCOMING_MARKER)):
             shutil.rmtree(own_dir, ignore_errors=True)
 

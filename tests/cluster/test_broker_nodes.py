@@ -245,9 +245,7 @@ class QuorumQueueTest(ClusterTestCase):
             f'{moved_to.node}'))
         self.assertNotEqual(home, moved_to)
         self.assertEqual(['success'], [
-            action['result'] for action in self.client.call(
-                'get_instance_actions', instance_uuid=instance['uuid'])
-            if action['action'] == 'build'])
+            build['result'] for build in self._builds(instance['uuid'])])
         self.cluster.start(home)
 
     def reply_queues(self):
@@ -259,10 +257,13 @@ class QuorumQueueTest(ClusterTestCase):
                    record['task_state'] == 'spawning'
                    for record in self.client.call('list_instances'))
 
-    def _closed_builds(self, instance_uuid):
-        builds = [action for action in self.client.call(
+    def _builds(self, instance_uuid):
+        return [action for action in self.client.call(
             'get_instance_actions', instance_uuid=instance_uuid)
             if action['action'] == 'build']
+
+    def _closed_builds(self, instance_uuid):
+        builds = self._builds(instance_uuid)
         if builds and all(build['result'] != 'running' for build in builds):
             return builds
         return None
